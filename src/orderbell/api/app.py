@@ -1,0 +1,119 @@
+"""The HTTP API application."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from orderbell import __version__
+from orderbell.api import errors
+from orderbell.api.routers import events, resources, shops
+from orderbell.compose import Services
+
+
+class EmbeddedWorker:
+    """A dispatcher loop on its own thread, so `serve` is a whole product on one process."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, name="orderbell-worker", daemon=True)
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        dispatcher = self._services.dispatcher()
+        self._loop.run_until_complete(
+            dispatcher.run(self._stop, self._services.settings.worker_poll_seconds)
+        )
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+        self._ready.wait(5)
+
+    def stop(self) -> None:
+        """Finish the batch in flight, then stop."""
+        if self._loop and self._stop:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+
+def create_app(services: Services, *, embedded_worker: bool | None = None) -> FastAPI:
+    """Build the FastAPI app over the given services."""
+    run_worker = services.settings.embedded_worker if embedded_worker is None else embedded_worker
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = EmbeddedWorker(services) if run_worker else None
+        if worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker:
+                worker.stop()
+
+    app = FastAPI(
+        title="orderbell",
+        version=__version__,
+        description="Order notifications by SMS and e-mail, driven by shop rules and templates.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    limit = services.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        too_big = JSONResponse(
+            errors.error_body("too_large", f"the body is larger than {limit} bytes", "body"),
+            status_code=413,
+        )
+        if length is not None:
+            if not length.isdigit():
+                return JSONResponse(
+                    errors.error_body("invalid_input", "bad Content-Length", "content-length"),
+                    status_code=400,
+                )
+            if int(length) > limit:
+                return too_big
+        elif request.method in ("POST", "PUT", "PATCH"):
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return too_big
+            request._body = body
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["operations"])
+    def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["operations"])
+    def ready() -> dict[str, Any]:
+        """Readiness: the database answers."""
+        from sqlalchemy import text
+
+        with services.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ready"}
+
+    app.include_router(events.router)
+    app.include_router(shops.router)
+    app.include_router(resources.router)
+    return app

@@ -1,0 +1,303 @@
+"""The `orderbell` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from orderbell.api.schemas import ApiKeyIn, EventIn, ShopIn
+from orderbell.clock import ManualClock
+from orderbell.compose import Services, build
+from orderbell.errors import OrderbellError
+from orderbell.settings import Settings
+from orderbell.store import shops as shop_store
+
+app = typer.Typer(help="orderbell: order notifications by SMS and e-mail.", no_args_is_help=True)
+event_app = typer.Typer(help="Order events.", no_args_is_help=True)
+shop_app = typer.Typer(help="Shops.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(event_app, name="event")
+app.add_typer(shop_app, name="shop")
+app.add_typer(apikey_app, name="apikey")
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, field: str | None = None) -> typer.Exit:
+    """Print a clear error naming the field and exit non-zero."""
+    err.print(f"[red]error[/red]{f' in {field}' if field else ''}: {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _validation(exc: ValidationError) -> typer.Exit:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    return fail(str(first["msg"]).removeprefix("Value error, "), field)
+
+
+def _services(**kw: Any) -> Services:
+    try:
+        return build(Settings(), **kw)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail(f"no such file: {path}", "FILE") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise fail(f"not valid JSON: {exc}", "FILE") from None
+
+
+def _shop_id(svc: Services, slug: str) -> int:
+    with svc.engine.connect() as conn:
+        try:
+            return int(shop_store.by_slug(conn, slug).id)
+        except OrderbellError as exc:
+            raise fail(exc.message, "--shop") from None
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    svc = _services()
+    out.print(f"database ready: {svc.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option(help="create the demo shop first")] = False,
+    worker: Annotated[bool, typer.Option(help="run an embedded worker")] = True,
+) -> None:
+    """Serve the HTTP API (with an embedded worker)."""
+    import uvicorn
+
+    from orderbell.api.app import create_app
+
+    svc = _services()
+    if demo:
+        from orderbell.engine.demo import ensure_demo_shop
+
+        with svc.engine.begin() as conn:
+            shop = ensure_demo_shop(conn, svc.clock.now())
+        base = svc.settings.public_url
+        out.print(f"demo shop: slug [bold]demo[/bold] (id {shop.shop_id})")
+        out.print(f"API key:   [bold]{shop.api_key}[/bold]")
+        out.print(f"API:       {base}/v1   docs: {base}/docs   admin: {base}/admin")
+        out.print(f"try:       export ORDERBELL_KEY={shop.api_key}")
+    application = create_app(svc, embedded_worker=worker)
+    uvicorn.run(application, host=svc.settings.host, port=svc.settings.port, log_level="warning")
+
+
+@app.command(name="worker")
+def run_worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="dispatch loops")] = 1,
+) -> None:
+    """Run a worker alone: claims due messages and sends them until SIGTERM."""
+    svc = _services()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        base = svc.dispatcher().worker_id
+        loops = [
+            svc.dispatcher(worker_id=f"{base}:{i}").run(stop, svc.settings.worker_poll_seconds)
+            for i in range(concurrency)
+        ]
+        await asyncio.gather(*loops)
+
+    out.print("worker started; Ctrl-C to stop")
+    asyncio.run(main())
+
+
+@app.command()
+def simulate(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    event: Annotated[str, typer.Option(help="event type, e.g. order.created")],
+    at: Annotated[str, typer.Option(help="when the event happens, ISO 8601 with offset")],
+    status: Annotated[str | None, typer.Option(help="target status")] = None,
+    order: Annotated[Path | None, typer.Option(help="order JSON file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Say what an event would send, when, with what text and why — nothing is stored."""
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    order_data: dict[str, Any] = {"code": "SIM-1"}
+    customer: dict[str, Any] = {"name": "Sample Customer", "phone": None, "email": None}
+    if order is not None:
+        loaded = _load_json(order)
+        if not isinstance(loaded, dict):
+            raise fail("the order file must hold a JSON object", "--order")
+        customer = loaded.pop("customer", customer)
+        order_data = loaded
+    try:
+        data = EventIn.model_validate(
+            {
+                "type": event,
+                "occurred_at": at,
+                "status": status,
+                "order": order_data,
+                "customer": {k: v for k, v in customer.items() if v is not None},
+            }
+        )
+        result = svc.simulator.simulate(shop_id, data)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    except OrderbellError as exc:
+        raise fail(exc.message, exc.field) from None
+    if as_json:
+        print(json.dumps(result["messages"], ensure_ascii=False, indent=2))
+        return
+    table = Table("rule", "matched", "why")
+    for v in result["verdicts"]:
+        table.add_row(v["rule"], "yes" if v["matched"] else "no", v["reason"])
+    out.print(table)
+    for m in result["messages"]:
+        out.print(f"[bold]{m['rule']}[/bold] → {m['channel']} at {m['send_at']} ({m['status']})")
+        out.print(f"  {m['reason']}")
+        out.print(f"  {m.get('text')}")
+
+
+@event_app.command("send")
+def event_send(
+    file: Annotated[Path, typer.Argument(help="an event (or a list of events) as JSON")],
+    shop: Annotated[str, typer.Option(help="shop slug")] = "demo",
+) -> None:
+    """Ingest events from a JSON file through the real pipeline."""
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    raw = _load_json(file)
+    try:
+        if isinstance(raw, list):
+            results = svc.ingestor.ingest_many(shop_id, [EventIn.model_validate(i) for i in raw])
+        else:
+            results = [svc.ingestor.ingest(shop_id, EventIn.model_validate(raw))]
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    except OrderbellError as exc:
+        raise fail(exc.message, exc.field) from None
+    print(json.dumps([r.as_json() for r in results], ensure_ascii=False, indent=2))
+
+
+@shop_app.command("create")
+def shop_create(
+    name: Annotated[str, typer.Option()],
+    slug: Annotated[str, typer.Option()],
+    timezone: Annotated[str, typer.Option()] = "UTC",
+    country: Annotated[str, typer.Option()] = "US",
+    locale: Annotated[str, typer.Option()] = "en",
+    currency: Annotated[str, typer.Option()] = "USD",
+) -> None:
+    """Create a shop and print its first API key (shown once)."""
+    svc = _services()
+    try:
+        data = ShopIn(
+            name=name,
+            slug=slug,
+            timezone=timezone,
+            country=country,
+            locale=locale,
+            currency=currency,
+        )
+        with svc.engine.begin() as conn:
+            row = shop_store.create(conn, data, svc.clock.now())
+            _, key = shop_store.create_key(conn, row.id, "default", svc.clock.now())
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    except OrderbellError as exc:
+        raise fail(exc.message, exc.field) from None
+    out.print(f"shop {row.slug} created (id {row.id})")
+    out.print(f"API key (shown once): {key}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    name: Annotated[str, typer.Option()] = "cli",
+) -> None:
+    """Create an API key for a shop (shown once)."""
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    try:
+        data = ApiKeyIn(name=name)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    with svc.engine.begin() as conn:
+        _, key = shop_store.create_key(conn, shop_id, data.name, svc.clock.now())
+    out.print(key)
+
+
+@app.command()
+def demo(
+    day: Annotated[str, typer.Option(help="the day to replay, YYYY-MM-DD")] = "2026-11-20",
+) -> None:
+    """Set up the demo shop and replay a day of sample orders with a moving clock."""
+    from orderbell.engine.demo import ensure_demo_shop, sample_day
+
+    try:
+        start = datetime.fromisoformat(day).replace(hour=0, tzinfo=None)
+    except ValueError:
+        raise fail("must be YYYY-MM-DD", "--day") from None
+    events = sample_day(start)
+    clock = ManualClock(events[0].occurred_at)
+    svc = _services(clock=clock)
+    with svc.engine.begin() as conn:
+        shop = ensure_demo_shop(conn, clock.now())
+    dispatcher = svc.dispatcher("demo")
+    event_ids: list[int] = []
+    for event in events:
+        clock.set(max(clock.now(), event.occurred_at))
+        asyncio.run(dispatcher.drain())
+        event_ids.append(svc.ingestor.ingest(shop.shop_id, event).event_id)
+        asyncio.run(dispatcher.drain())
+    for _ in range(4 * 24):  # let the rest of the day (and the night) pass
+        clock.advance(timedelta(minutes=15))
+        asyncio.run(dispatcher.drain())
+    _print_log(svc, shop.shop_id, set(event_ids))
+
+
+def _print_log(svc: Services, shop_id: int, event_ids: set[int]) -> None:
+    from orderbell.store import messages as message_store
+
+    with svc.engine.connect() as conn:
+        rows = [
+            m for m in message_store.search(conn, shop_id, limit=500) if m["event_id"] in event_ids
+        ]
+    table = Table("id", "rule", "ch", "status", "due (UTC)", "reason / text")
+    for m in reversed(rows):
+        table.add_row(
+            str(m["id"]),
+            str(m["rule_id"]),
+            m["channel"],
+            m["status"],
+            (m["due_at"] or "")[:16],
+            (m["body"] or m["reason"] or "")[:90],
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point."""
+    try:
+        app()
+    except OrderbellError as exc:
+        err.print(f"error: {exc.message}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

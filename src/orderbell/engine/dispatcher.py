@@ -1,0 +1,348 @@
+"""The dispatcher: claim due messages, re-check them, render, send, record — in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from orderbell.channels.base import Outcome, OutgoingMessage, Provider, SendResult
+from orderbell.clock import Clock
+from orderbell.domain import schedule
+from orderbell.domain.calendar import local
+from orderbell.domain.model import (
+    Category,
+    Channel,
+    Consent,
+    HourRange,
+    MessageStatus,
+    Shop,
+    TemplateKind,
+)
+from orderbell.domain.segments import analyse
+from orderbell.errors import TemplateError
+from orderbell.store import messages as message_store
+from orderbell.store import shops as shop_store
+from orderbell.store.shops import hour_range
+from orderbell.templates.sandbox import Renderer, TemplateSource
+
+log = structlog.get_logger("orderbell.dispatcher")
+CANCELLED = frozenset({"cancelled", "canceled"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by attempts (and by validity)."""
+
+    max_attempts: int = 8
+    base_seconds: float = 5.0
+    cap_seconds: float = 900.0
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait before the next try after `attempt` tries."""
+        ceiling = min(self.cap_seconds, self.base_seconds * (2 ** max(0, attempt - 1)))
+        return timedelta(seconds=random.uniform(0, ceiling))
+
+
+@lru_cache(maxsize=1024)
+def _window(text: str | None) -> HourRange | None:
+    return hour_range(text)
+
+
+class Dispatcher:
+    """One worker's send loop over the outbox."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        providers: Mapping[Channel, Provider],
+        renderer: Renderer,
+        worker_id: str,
+        batch_size: int = 100,
+        lease_seconds: int = 60,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._providers = providers
+        self._renderer = renderer
+        self.worker_id = worker_id
+        self._batch = batch_size
+        self._lease = timedelta(seconds=lease_seconds)
+        self._retry = retry or RetryPolicy()
+        self._shops: dict[int, tuple[datetime, Shop]] = {}
+
+    def _shop(self, shop_id: int, now: datetime) -> Shop:
+        cached = self._shops.get(shop_id)
+        if cached and cached[0] > now:
+            return cached[1]
+        with self._engine.connect() as conn:
+            shop = shop_store.get(conn, shop_id)
+        self._shops[shop_id] = (now + timedelta(seconds=5), shop)
+        return shop
+
+    async def run_once(self) -> int:
+        """Claim and process one batch; returns how many messages were claimed."""
+        now = self._clock.now()
+        with self._engine.begin() as conn:
+            rows = message_store.claim(
+                conn,
+                worker=self.worker_id,
+                now=now,
+                lease_until=now + self._lease,
+                limit=self._batch,
+            )
+        if not rows:
+            return 0
+        outcomes: list[message_store.Outcome] = []
+        outgoing: dict[Channel, list[OutgoingMessage]] = {}
+        rendered: dict[int, tuple[str | None, str, int | None]] = {}
+        attempts: dict[int, int] = {}
+        expiry: dict[int, datetime | None] = {}
+        for row in rows:
+            attempts[row.id] = row.attempts + 1
+            expiry[row.id] = row.expires_at
+            decided = self._recheck(row, now)
+            if isinstance(decided, message_store.Outcome):
+                outcomes.append(decided)
+                continue
+            outgoing.setdefault(decided.channel, []).append(decided)
+            segments = analyse(decided.text).segments if decided.channel is Channel.SMS else None
+            rendered[decided.id] = (decided.subject, decided.text, segments)
+        for channel, batch in outgoing.items():
+            provider = self._providers[channel]
+            results = await self._send(provider, batch)
+            for result in results:
+                subject, text, segments = rendered[result.message_id]
+                outcomes.append(
+                    self._outcome(
+                        result,
+                        provider.name,
+                        subject,
+                        text,
+                        segments,
+                        attempts[result.message_id],
+                        expiry[result.message_id],
+                    )
+                )
+        with self._engine.begin() as conn:
+            message_store.finish(conn, self.worker_id, self._clock.now(), outcomes)
+        return len(rows)
+
+    async def _send(self, provider: Provider, batch: list[OutgoingMessage]) -> list[SendResult]:
+        try:
+            results = await provider.send(batch)
+        except Exception as exc:  # a provider bug must not lose the batch: retry it
+            log.warning("provider_crashed", provider=provider.name, error=type(exc).__name__)
+            return [
+                SendResult(
+                    message_id=m.id,
+                    outcome=Outcome.RETRYABLE,
+                    error_code="provider_error",
+                    error_message=type(exc).__name__,
+                )
+                for m in batch
+            ]
+        ids = {m.id for m in batch}
+        results = [r for r in results if r.message_id in ids]  # ignore foreign ids
+        seen = {r.message_id for r in results}
+        missing = [
+            SendResult(
+                message_id=m.id,
+                outcome=Outcome.AMBIGUOUS,
+                error_code="no_result",
+                error_message="the provider returned no result for this message",
+            )
+            for m in batch
+            if m.id not in seen
+        ]
+        return results + missing
+
+    def _recheck(self, row: Any, now: datetime) -> message_store.Outcome | OutgoingMessage:
+        """Re-check a claimed message just before sending: validity, rule, template,
+        consent, order state, sending window. Returns a final outcome or the message."""
+
+        def stop(status: MessageStatus, reason: str, **kw: Any) -> message_store.Outcome:
+            return message_store.Outcome(
+                message_id=row.id,
+                status=status.value,
+                reason=reason,
+                attempt_outcome="not_sent",
+                **kw,
+            )
+
+        shop = self._shop(row.shop_id, now)
+        if row.expires_at is not None and now >= row.expires_at:
+            return stop(
+                MessageStatus.EXPIRED,
+                f"expired at {_local(row.expires_at, shop)} before it could be sent",
+            )
+        definition = row.rule_definition
+        if row.rule_id is not None and row.rule_active is False:
+            return stop(MessageStatus.SUPPRESSED, "rule_inactive: the rule was switched off")
+        if row.template_active is not True or row.t_body is None:
+            return stop(MessageStatus.SUPPRESSED, "template_inactive: the template is not active")
+        channel = Channel(row.channel)
+        category = Category(row.category)
+        consent = Consent(
+            sms_transactional=row.sms_transactional is not False,
+            sms_marketing=bool(row.sms_marketing),
+            email_transactional=row.email_transactional is not False,
+            email_marketing=bool(row.email_marketing),
+        )
+        if not consent.allows(channel, category):
+            return stop(
+                MessageStatus.SUPPRESSED,
+                f"opted_out: no consent for {category.value} {channel.value}",
+            )
+        to_status = (definition or {}).get("trigger", {}).get("to_status")
+        if (row.order_status or "").lower() in CANCELLED and (
+            to_status or ""
+        ).lower() not in CANCELLED:
+            return stop(MessageStatus.SUPPRESSED, "order_cancelled: the order was cancelled since")
+        window = self._window(definition, shop, channel, category)
+        if window is not None:
+            opening = schedule.next_opening(now, window, shop.timezone)
+            if opening > now:
+                if row.expires_at is not None and opening >= row.expires_at:
+                    return stop(
+                        MessageStatus.EXPIRED,
+                        f"expired: the sending window opens at "
+                        f"{_local(opening, shop)}, after validity ends",
+                    )
+                return stop(
+                    MessageStatus.DEFERRED,
+                    f"deferred to {_local(opening, shop)} by the sending window "
+                    f"{window.start:%H:%M}-{window.end:%H:%M}",
+                    due_at=opening,
+                )
+        recipient = (row.c_phone if channel is Channel.SMS else row.c_email) or row.recipient
+        if not recipient:
+            return stop(MessageStatus.SUPPRESSED, f"no_recipient: no {channel.value} address")
+        source = TemplateSource(
+            channel=channel,
+            kind=TemplateKind(row.template_kind),
+            body=row.t_body,
+            subject=row.t_subject,
+            html=row.t_html,
+        )
+        try:
+            out = self._renderer.render(
+                (row.template_id, row.template_version), source, row.context
+            )
+        except TemplateError as exc:
+            return stop(MessageStatus.FAILED, f"render_error: {exc.message}")
+        return OutgoingMessage(
+            id=row.id,
+            shop_id=row.shop_id,
+            channel=channel,
+            to=recipient,
+            text=out.text,
+            subject=out.subject,
+            html=out.html,
+            sender=shop.sms_sender if channel is Channel.SMS else shop.email_from,
+        )
+
+    @staticmethod
+    def _window(
+        definition: dict[str, Any] | None, shop: Shop, channel: Channel, category: Category
+    ) -> HourRange | None:
+        own = _window((definition or {}).get("action", {}).get("send_window"))
+        return schedule.effective_window(own, shop, channel, category)
+
+    def _outcome(
+        self,
+        result: SendResult,
+        provider: str,
+        subject: str | None,
+        text: str,
+        segments: int | None,
+        attempt: int,
+        expires_at: datetime | None,
+    ) -> message_store.Outcome:
+        common: dict[str, Any] = {
+            "message_id": result.message_id,
+            "provider": provider,
+            "provider_message_id": result.provider_message_id,
+            "error_code": result.error_code,
+            "error_message": result.error_message,
+            "attempt_outcome": result.outcome.value,
+        }
+        if result.outcome is Outcome.ACCEPTED:
+            return message_store.Outcome(
+                status=MessageStatus.SENT.value,
+                reason=f"sent via {provider}",
+                subject=subject,
+                body=text,
+                segments=result.segments or segments,
+                **common,
+            )
+        if result.outcome is Outcome.PERMANENT:
+            return message_store.Outcome(
+                status=MessageStatus.FAILED.value,
+                reason=f"failed: {provider} rejected it ({result.error_code or 'error'})",
+                **common,
+            )
+        now = self._clock.now()
+        ambiguous = result.outcome is Outcome.AMBIGUOUS
+        what = "ambiguous outcome" if ambiguous else "transient error"
+        detail = {"ambiguous": True} if ambiguous else None
+        if attempt >= self._retry.max_attempts:
+            return message_store.Outcome(
+                status=MessageStatus.FAILED.value,
+                reason=f"failed: {what} from {provider} after {attempt} attempts",
+                detail=detail,
+                **common,
+            )
+        retry_at = now + self._retry.delay(attempt)
+        if expires_at is not None and retry_at >= expires_at:
+            return message_store.Outcome(
+                status=MessageStatus.EXPIRED.value,
+                reason=f"expired: {what} from {provider}; the next try would be after validity",
+                detail=detail,
+                **common,
+            )
+        return message_store.Outcome(
+            status=MessageStatus.DEFERRED.value,
+            reason=f"retry at {retry_at:%H:%M:%S} UTC after {what} from {provider} "
+            f"({result.error_code or 'error'})",
+            due_at=retry_at,
+            detail=detail,
+            **common,
+        )
+
+    async def drain(self, max_batches: int = 10_000) -> int:
+        """Process batches until nothing is due (tests and the demo use this)."""
+        total = 0
+        for _ in range(max_batches):
+            claimed = await self.run_once()
+            if claimed == 0:
+                break
+            total += claimed
+        return total
+
+    async def run(self, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
+        """Work until `stop` is set, sleeping at most poll_seconds when idle."""
+        while not stop.is_set():
+            try:
+                claimed = await self.run_once()
+            except Exception as exc:  # keep the worker alive across database hiccups
+                log.error("dispatch_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                claimed = 0
+            if claimed == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+
+
+def _local(instant: datetime, shop: Shop) -> str:
+    return local(instant, shop.timezone).strftime("%Y-%m-%d %H:%M %Z")

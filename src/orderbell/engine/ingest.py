@@ -1,0 +1,296 @@
+"""Ingest: an event in → deduplicated, stored, rules matched, messages planned — one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from orderbell.api.schemas import EventIn
+from orderbell.clock import Clock
+from orderbell.domain.model import (
+    Channel,
+    CustomerInfo,
+    MessageStatus,
+    OrderEvent,
+    OrderSnapshot,
+    Rule,
+    Shop,
+    TemplateKind,
+)
+from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
+from orderbell.errors import Conflict
+from orderbell.store import customers as customer_store
+from orderbell.store import messages as message_store
+from orderbell.store import orders as order_store
+from orderbell.store import rules as rule_store
+from orderbell.store import shops as shop_store
+from orderbell.store.db import new_id
+from orderbell.store.schema import events, templates
+
+STATUS_OF_EVENT = {"order.delivered": "delivered"}
+
+
+def body_hash(data: EventIn) -> str:
+    """A stable fingerprint of an event body (the same event → the same hash)."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def event_status(data: EventIn) -> str | None:
+    """The order status an event sets, if any."""
+    return data.status or STATUS_OF_EVENT.get(data.type) or data.order.status
+
+
+def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> OrderEvent:
+    """The domain view of an event, with the order's merged snapshot."""
+    return OrderEvent(
+        type=data.type,
+        occurred_at=data.occurred_at,
+        order=order,
+        customer=customer,
+        status=event_status(data),
+        from_status=data.from_status,
+        data=data.data,
+    )
+
+
+def template_infos(
+    conn: Connection, shop_id: int, rules: Sequence[Rule]
+) -> dict[int, TemplateInfo]:
+    """The templates the given rules use, scoped to the shop."""
+    ids = {r.action.template_id for r in rules}
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(
+            templates.c.id,
+            templates.c.kind,
+            templates.c.channel,
+            templates.c.active,
+            templates.c.locale,
+        ).where(templates.c.shop_id == shop_id, templates.c.id.in_(ids))
+    )
+    return {
+        r.id: TemplateInfo(
+            id=r.id,
+            kind=TemplateKind(r.kind),
+            channel=Channel(r.channel),
+            active=r.active,
+            locale=r.locale,
+        )
+        for r in rows
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """The answer to an ingested event; a replay answers the original one."""
+
+    event_id: int
+    duplicate: bool
+    outcome: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        """The API body."""
+        return {"event_id": self.event_id, "duplicate": self.duplicate, **self.outcome}
+
+
+class Ingestor:
+    """Takes order events in and plans their messages."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def ingest(
+        self, shop_id: int, data: EventIn, idempotency_key: str | None = None
+    ) -> IngestResult:
+        """Store one event and its planned messages atomically; replays are no-ops."""
+        digest = body_hash(data)
+        key = idempotency_key or (f"id:{data.id}" if data.id else f"body:{digest}")
+        try:
+            with self._engine.begin() as conn:
+                previous = self._replay(conn, shop_id, key, digest)
+                if previous:
+                    return previous
+                return self._store(conn, shop_id, data, key, digest)
+        except IntegrityError:
+            # Another process stored the same key between our check and insert.
+            with self._engine.begin() as conn:
+                previous = self._replay(conn, shop_id, key, digest)
+            if previous:
+                return previous
+            raise
+
+    def ingest_many(self, shop_id: int, items: Sequence[EventIn]) -> list[IngestResult]:
+        """Ingest a batch in one transaction: all stored, or none."""
+        results: list[IngestResult] = []
+        with self._engine.begin() as conn:
+            for data in items:
+                digest = body_hash(data)
+                key = f"id:{data.id}" if data.id else f"body:{digest}"
+                previous = self._replay(conn, shop_id, key, digest)
+                results.append(previous or self._store(conn, shop_id, data, key, digest))
+        return results
+
+    def _replay(self, conn: Connection, shop_id: int, key: str, digest: str) -> IngestResult | None:
+        row = conn.execute(
+            select(events.c.id, events.c.body_hash, events.c.outcome).where(
+                events.c.shop_id == shop_id, events.c.idempotency_key == key
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.body_hash != digest:
+            raise Conflict(
+                "this idempotency key was used for a different event body", field="idempotency_key"
+            )
+        return IngestResult(event_id=row.id, duplicate=True, outcome=row.outcome)
+
+    def _store(
+        self, conn: Connection, shop_id: int, data: EventIn, key: str, digest: str
+    ) -> IngestResult:
+        now = self._clock.now()
+        shop = shop_store.get(conn, shop_id)
+        customer_id, customer = customer_store.upsert_from_event(conn, shop, data.customer, now)
+        applied = order_store.apply_event(
+            conn,
+            shop_id=shop_id,
+            customer_id=customer_id,
+            data=data.order,
+            status=event_status(data),
+            occurred_at=data.occurred_at,
+            now=now,
+        )
+        event_id = new_id(
+            conn.execute(
+                events.insert().values(
+                    shop_id=shop_id,
+                    idempotency_key=key,
+                    body_hash=digest,
+                    type=data.type,
+                    occurred_at=data.occurred_at,
+                    order_id=applied.order_id,
+                    payload=data.model_dump(mode="json"),
+                    outcome={},
+                    received_at=now,
+                )
+            )
+        )
+        outcome = self._plan_and_store(
+            conn, shop, data, applied, customer_id, customer, event_id, now
+        )
+        conn.execute(events.update().where(events.c.id == event_id).values(outcome=outcome))
+        return IngestResult(event_id=event_id, duplicate=False, outcome=outcome)
+
+    def _plan_and_store(
+        self,
+        conn: Connection,
+        shop: Shop,
+        data: EventIn,
+        applied: order_store.Applied,
+        customer_id: int | None,
+        customer: CustomerInfo,
+        event_id: int,
+        now: datetime,
+    ) -> dict[str, Any]:
+        if applied.stale:
+            reason = (
+                f"stale: the event happened at {data.occurred_at.isoformat()}, before the "
+                f"order's known state at {applied.state_at.isoformat()}; no messages"
+            )
+            return {"stale": True, "reason": reason, "verdicts": [], "messages": []}
+        rules = rule_store.for_event(conn, shop.id, data.type)
+        event = to_event(data, applied.snapshot, customer)
+        verdicts, planned = plan(
+            shop=shop,
+            rules=rules,
+            event=event,
+            customer=customer,
+            templates=template_infos(conn, shop.id, rules),
+            now=now,
+        )
+        stored = [
+            self._store_message(conn, shop, p, event_id, applied.order_id, customer_id, now)
+            for p in planned
+        ]
+        return {
+            "stale": False,
+            "verdicts": [
+                {
+                    "rule_id": v.rule_id,
+                    "rule": v.rule_name,
+                    "matched": v.matched,
+                    "reason": v.reason,
+                }
+                for v in verdicts
+            ],
+            "messages": stored,
+        }
+
+    def _store_message(
+        self,
+        conn: Connection,
+        shop: Shop,
+        p: PlannedMessage,
+        event_id: int,
+        order_id: int,
+        customer_id: int | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        message_id = message_store.insert(
+            conn,
+            {
+                "shop_id": shop.id,
+                "event_id": event_id,
+                "rule_id": p.rule.id,
+                "customer_id": customer_id,
+                "order_id": order_id,
+                "template_id": p.rule.action.template_id,
+                "channel": p.channel.value,
+                "category": p.rule.action.category.value,
+                "recipient": p.recipient,
+                "status": p.status.value,
+                "reason": p.reason,
+                "due_at": p.due_at,
+                "expires_at": p.expires_at,
+                "context": p.context,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        message_store.add_log(
+            conn,
+            [
+                message_store.LogEntry(
+                    message_id=message_id,
+                    at=now,
+                    status=p.status.value,
+                    reason=p.reason,
+                    detail={"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)},
+                )
+            ],
+        )
+        return {
+            "id": message_id,
+            "rule_id": p.rule.id,
+            "rule": p.rule.name,
+            "channel": p.channel.value,
+            "status": p.status.value,
+            "reason": p.reason,
+            "due_at": p.due_at.isoformat(),
+            "expires_at": p.expires_at.isoformat() if p.expires_at else None,
+        }
+
+
+def is_pending(status: MessageStatus) -> bool:
+    """Will a worker pick this message up?"""
+    return status in (MessageStatus.SCHEDULED, MessageStatus.DEFERRED)

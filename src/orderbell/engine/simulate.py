@@ -1,0 +1,132 @@
+"""The simulator: what would an event send, when, with what text, and why — storing nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from orderbell.api.schemas import EventIn
+from orderbell.clock import Clock
+from orderbell.domain.model import Channel, CustomerInfo, OrderSnapshot
+from orderbell.domain.segments import analyse
+from orderbell.engine.ingest import event_status, template_infos, to_event
+from orderbell.engine.planner import plan
+from orderbell.errors import TemplateError
+from orderbell.store import customers as customer_store
+from orderbell.store import orders as order_store
+from orderbell.store import rules as rule_store
+from orderbell.store import shops as shop_store
+from orderbell.store import templates as template_store
+from orderbell.store.schema import customers, orders
+from orderbell.templates.sandbox import Renderer
+
+
+class Simulator:
+    """Answers "what would happen?" for an event, read-only."""
+
+    def __init__(self, engine: Engine, clock: Clock, renderer: Renderer) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._renderer = renderer
+
+    def simulate(self, shop_id: int, data: EventIn) -> dict[str, Any]:
+        """Plan the event as ingest would, render each message, store nothing."""
+        with self._engine.connect() as conn:
+            shop = shop_store.get(conn, shop_id)
+            contact = customer_store.normalise(shop, data.customer, prefix="customer.")
+            customer = CustomerInfo(
+                name=contact.get("name"),
+                phone=contact.get("phone"),
+                email=contact.get("email"),
+                locale=contact.get("locale"),
+            )
+            key = customer_store.external_id(data.customer, contact)
+            if key is not None:
+                row = conn.execute(
+                    select(customers).where(
+                        customers.c.shop_id == shop_id, customers.c.external_id == key
+                    )
+                ).first()
+                if row is not None:
+                    stored = customer_store.info(row)
+                    customer = CustomerInfo(
+                        name=customer.name or stored.name,
+                        phone=customer.phone or stored.phone,
+                        email=customer.email or stored.email,
+                        locale=customer.locale or stored.locale,
+                        consent=stored.consent,
+                    )
+            order_row = conn.execute(
+                select(orders).where(orders.c.shop_id == shop_id, orders.c.code == data.order.code)
+            ).first()
+            base = (
+                order_store.snapshot(order_row)
+                if order_row
+                else OrderSnapshot(code=data.order.code)
+            )
+            given = {
+                f: getattr(data.order, f)
+                for f in order_store.SNAPSHOT_FIELDS
+                if getattr(data.order, f) is not None
+            }
+            status = event_status(data)
+            if status:
+                given["status"] = status
+            snapshot = OrderSnapshot(
+                code=data.order.code,
+                **{f: given.get(f, getattr(base, f)) for f in order_store.SNAPSHOT_FIELDS},
+            )
+            rules = rule_store.for_event(conn, shop_id, data.type)
+            verdicts, planned = plan(
+                shop=shop,
+                rules=rules,
+                event=to_event(data, snapshot, customer),
+                customer=customer,
+                templates=template_infos(conn, shop_id, rules),
+                now=min(self._clock.now(), data.occurred_at),
+            )
+            out: list[dict[str, Any]] = []
+            for p in planned:
+                template = template_store.get(conn, shop_id, p.rule.action.template_id)
+                item: dict[str, Any] = {
+                    "rule_id": p.rule.id,
+                    "rule": p.rule.name,
+                    "channel": p.channel.value,
+                    "status": p.status.value,
+                    "reason": p.reason,
+                    "send_at": p.due_at.isoformat(),
+                    "expires_at": p.expires_at.isoformat() if p.expires_at else None,
+                    "recipient": p.recipient,
+                    "notes": list(p.notes),
+                }
+                try:
+                    rendered = self._renderer.render(
+                        (template["id"], template["version"]),
+                        template_store.source(template),
+                        p.context,
+                    )
+                    item.update(text=rendered.text, subject=rendered.subject, html=rendered.html)
+                    if p.channel is Channel.SMS:
+                        info = analyse(rendered.text)
+                        item["sms"] = {
+                            "encoding": info.encoding,
+                            "length": info.units,
+                            "segments": info.segments,
+                            "unicode_chars": list(info.unicode_chars),
+                        }
+                except TemplateError as exc:
+                    item.update(text=None, error=exc.as_dict()["error"])
+                out.append(item)
+        return {
+            "verdicts": [
+                {
+                    "rule_id": v.rule_id,
+                    "rule": v.rule_name,
+                    "matched": v.matched,
+                    "reason": v.reason,
+                }
+                for v in verdicts
+            ],
+            "messages": out,
+        }

@@ -1,0 +1,40 @@
+"""Settings, read from ORDERBELL_* environment variables once, at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of orderbell; the README has the table."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERBELL_", extra="ignore")
+
+    database_url: str = Field(default="sqlite:///./var/orderbell.db")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8000"
+    admin_token: SecretStr | None = None  #: allows POST /v1/shops; unset = CLI only
+    embedded_worker: bool = True
+    sms_provider: Literal["console"] = "console"
+    email_provider: Literal["console", "smtp"] = "console"
+    outbox_file: Path = Path("./var/outbox.jsonl")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "orders@example.com"
+    worker_batch: int = Field(default=100, ge=1, le=1000)
+    worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    lease_seconds: int = Field(default=60, ge=5, le=3600)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_cap_seconds: float = Field(default=900.0, gt=0)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    log_level: str = "INFO"
+    log_json: bool = False

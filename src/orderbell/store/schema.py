@@ -1,0 +1,285 @@
+"""Database schema (SQLAlchemy Core). One schema for SQLite and PostgreSQL; times are UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC; returns aware UTC datetimes on both databases."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC (naive on SQLite, which has no zone)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Give back an aware UTC datetime."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Money = Numeric(18, 6)
+
+
+def _id() -> Column[int]:
+    return Column("id", Id, primary_key=True, autoincrement=True)
+
+
+shops = Table(
+    "shops",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("timezone", String(64), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("locale", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("sms_sender", String(16)),
+    Column("email_from", String(320)),
+    Column("quiet_hours", String(16)),  # "08:00-21:00": the window SMS may go out in
+    Column("transactional_obeys_quiet_hours", Boolean, nullable=False, default=False),
+    Column("closed_dates", JSON, nullable=False, default=list),
+    Column("settings", JSON, nullable=False, default=dict),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("name", String(200)),
+    Column("phone", String(20)),
+    Column("email", String(320)),
+    Column("locale", String(16)),
+    Column("sms_transactional", Boolean, nullable=False, default=True),
+    Column("sms_marketing", Boolean, nullable=False, default=False),
+    Column("email_transactional", Boolean, nullable=False, default=True),
+    Column("email_marketing", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("shop_id", "external_id", name="uq_customers_shop_external"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("status", String(64)),
+    Column("total", Money),
+    Column("currency", String(3)),
+    Column("payment_method", String(64)),
+    Column("courier", String(100)),
+    Column("tracking_number", String(100)),
+    Column("tracking_url", String(1000)),
+    Column("placed_at", UtcDateTime),
+    Column("estimated_delivery", UtcDateTime),
+    Column("preparation_minutes", Integer),
+    Column("shipping_country", String(2)),
+    Column("state_at", UtcDateTime, nullable=False),  # occurred_at of the newest event applied
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("shop_id", "code", name="uq_orders_shop_code"),
+)
+
+order_status_history = Table(
+    "order_status_history",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("order_id", ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("status", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("event_id", ForeignKey("events.id")),
+)
+
+events = Table(
+    "events",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("order_id", ForeignKey("orders.id")),
+    Column("payload", JSON, nullable=False),
+    Column("outcome", JSON, nullable=False),  # rule verdicts and planned message ids
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("shop_id", "idempotency_key", name="uq_events_shop_key"),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("locale", String(16)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("version", Integer, nullable=False),  # the active version
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+template_versions = Table(
+    "template_versions",
+    metadata,
+    _id(),
+    Column("template_id", ForeignKey("templates.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("subject", Text),
+    Column("body", Text, nullable=False),
+    Column("html", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("template_id", "version", name="uq_template_versions_tpl_ver"),
+)
+
+rules = Table(
+    "rules",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("event_type", String(100), nullable=False),
+    Column("group_name", String(100)),
+    Column("priority", Integer, nullable=False, default=100),
+    Column("definition", JSON, nullable=False),  # the validated RuleIn document
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", ForeignKey("events.id")),
+    Column("rule_id", ForeignKey("rules.id", ondelete="SET NULL")),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("order_id", ForeignKey("orders.id")),
+    Column("template_id", ForeignKey("templates.id", ondelete="SET NULL")),
+    Column("channel", String(16), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("recipient", String(320)),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(200)),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("context", JSON, nullable=False),  # template variables as planned (strings)
+    Column("subject", Text),
+    Column("body", Text),  # the rendered text, once sent
+    Column("provider", String(64)),
+    Column("provider_message_id", String(200)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("segments", Integer),
+    Column("cost", Money),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("event_id", "rule_id", name="uq_messages_event_rule"),
+)
+# The claim query walks pending messages by due time; a partial index keeps it small.
+Index(
+    "ix_messages_pending_due",
+    messages.c.due_at,
+    sqlite_where=messages.c.status.in_(["scheduled", "deferred"]),
+    postgresql_where=messages.c.status.in_(["scheduled", "deferred"]),
+)
+Index(
+    "ix_messages_sending_lease",
+    messages.c.lease_until,
+    sqlite_where=messages.c.status == "sending",
+    postgresql_where=messages.c.status == "sending",
+)
+Index("ix_messages_shop_created", messages.c.shop_id, messages.c.id)
+
+message_log = Table(
+    "message_log",
+    metadata,
+    _id(),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("detail", JSON),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    _id(),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("number", Integer, nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("provider", String(64)),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("outcome", String(16)),
+    Column("error_code", String(100)),
+    Column("error_message", String(500)),
+)

@@ -1,0 +1,186 @@
+"""Shops and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from orderbell.api.schemas import ShopIn, ShopPatch, parse_clock
+from orderbell.domain import calendar
+from orderbell.domain.model import HourRange, Shop
+from orderbell.errors import Conflict, NotFound, Unauthorized
+from orderbell.store.db import new_id
+from orderbell.store.schema import api_keys, shops
+
+KEY_PREFIX = "ob_"
+
+
+def hour_range(text: str | None) -> HourRange | None:
+    """Turn a validated 'HH:MM-HH:MM' into an HourRange."""
+    if not text:
+        return None
+    start, end = text.replace("–", "-").split("-", 1)
+    return HourRange(start=parse_clock(start), end=parse_clock(end))
+
+
+def to_shop(row: Any) -> Shop:
+    """A shops row as a domain Shop."""
+    return Shop(
+        id=row.id,
+        name=row.name,
+        slug=row.slug,
+        timezone=row.timezone,
+        country=row.country,
+        locale=row.locale,
+        currency=row.currency,
+        sms_sender=row.sms_sender,
+        email_from=row.email_from,
+        quiet_hours=hour_range(row.quiet_hours),
+        transactional_obeys_quiet_hours=row.transactional_obeys_quiet_hours,
+        closed_dates=frozenset(date.fromisoformat(d) for d in row.closed_dates or ()),
+    )
+
+
+def shop_json(row: Any) -> dict[str, Any]:
+    """A shops row as the API shows it."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "slug": row.slug,
+        "timezone": row.timezone,
+        "country": row.country,
+        "locale": row.locale,
+        "currency": row.currency,
+        "sms_sender": row.sms_sender,
+        "email_from": row.email_from,
+        "quiet_hours": row.quiet_hours,
+        "transactional_obeys_quiet_hours": row.transactional_obeys_quiet_hours,
+        "closed_dates": list(row.closed_dates or ()),
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def _check(values: dict[str, Any]) -> dict[str, Any]:
+    if values.get("timezone") is not None:
+        calendar.zone(values["timezone"], field="timezone")
+    if values.get("country") is not None:
+        values["country"] = calendar.validate_country(values["country"], field="country")
+    if values.get("sms_sender") is not None:
+        from orderbell.domain.addresses import check_sender_name
+
+        values["sms_sender"] = check_sender_name(values["sms_sender"], field="sms_sender")
+    if values.get("email_from") is not None:
+        from orderbell.domain.addresses import parse_email
+
+        values["email_from"] = parse_email(values["email_from"], field="email_from")
+    if values.get("closed_dates") is not None:
+        values["closed_dates"] = sorted({d.isoformat() for d in values["closed_dates"]})
+    return values
+
+
+def create(conn: Connection, data: ShopIn, now: datetime) -> Any:
+    """Insert a shop; the slug must be new."""
+    values = _check(data.model_dump())
+    if conn.execute(select(shops.c.id).where(shops.c.slug == data.slug)).first():
+        raise Conflict(f"a shop with slug {data.slug!r} exists", field="slug")
+    values.update(created_at=now, settings={})
+    shop_id = new_id(conn.execute(shops.insert().values(**values)))
+    return get_row(conn, shop_id)
+
+
+def patch(conn: Connection, shop_id: int, data: ShopPatch) -> Any:
+    """Update some fields of a shop."""
+    values = _check(data.model_dump(exclude_unset=True))
+    if values:
+        conn.execute(update(shops).where(shops.c.id == shop_id).values(**values))
+    return get_row(conn, shop_id)
+
+
+def get_row(conn: Connection, shop_id: int) -> Any:
+    """A shops row by id."""
+    row = conn.execute(select(shops).where(shops.c.id == shop_id)).first()
+    if row is None:
+        raise NotFound("shop not found", field="shop")
+    return row
+
+
+def by_slug(conn: Connection, slug: str) -> Any:
+    """A shops row by slug, or NotFound."""
+    row = conn.execute(select(shops).where(shops.c.slug == slug)).first()
+    if row is None:
+        raise NotFound(f"no shop with slug {slug!r}", field="shop")
+    return row
+
+
+def get(conn: Connection, shop_id: int) -> Shop:
+    """A domain Shop by id."""
+    return to_shop(get_row(conn, shop_id))
+
+
+def _hash(secret: str) -> str:
+    # API keys are 32 random bytes: a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(conn: Connection, shop_id: int, name: str, now: datetime) -> tuple[int, str]:
+    """Create an API key; the plain key is returned once and stored only hashed."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key_id = new_id(
+        conn.execute(
+            api_keys.insert().values(
+                shop_id=shop_id, prefix=prefix, secret_hash=_hash(secret), name=name, created_at=now
+            )
+        )
+    )
+    return key_id, f"{KEY_PREFIX}{prefix}_{secret}"
+
+
+def authenticate(conn: Connection, key: str) -> int:
+    """The shop id an API key belongs to, or Unauthorized."""
+    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+        raise Unauthorized("malformed API key", field="authorization")
+    prefix, secret = key[len(KEY_PREFIX) :].split("_", 1)
+    row = conn.execute(
+        select(api_keys.c.shop_id, api_keys.c.secret_hash, api_keys.c.revoked_at).where(
+            api_keys.c.prefix == prefix
+        )
+    ).first()
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("unknown or revoked API key", field="authorization")
+    if not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        raise Unauthorized("unknown or revoked API key", field="authorization")
+    return int(row.shop_id)
+
+
+def list_keys(conn: Connection, shop_id: int) -> list[dict[str, Any]]:
+    """The shop's API keys, without secrets."""
+    rows = conn.execute(
+        select(api_keys).where(api_keys.c.shop_id == shop_id).order_by(api_keys.c.id)
+    )
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "prefix": r.prefix,
+            "created_at": r.created_at.isoformat(),
+            "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+        }
+        for r in rows
+    ]
+
+
+def revoke_key(conn: Connection, shop_id: int, key_id: int, now: datetime) -> None:
+    """Revoke one of the shop's keys."""
+    result = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.shop_id == shop_id)
+        .values(revoked_at=now)
+    )
+    if result.rowcount == 0:
+        raise NotFound("API key not found", field="key_id")

@@ -1,0 +1,72 @@
+"""Helpers the tests share: create templates and rules through the API, drive the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from orderbell.compose import Services
+
+
+def template(
+    client: TestClient,
+    shop: dict[str, Any],
+    body: str,
+    *,
+    channel: str = "sms",
+    name: str = "t",
+    **more: Any,
+) -> int:
+    """Create a template; returns its id."""
+    r = client.post(
+        "/v1/templates",
+        headers=shop["auth"],
+        json={"name": name, "channel": channel, "body": body, **more},
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def rule(client: TestClient, shop: dict[str, Any], **spec: Any) -> int:
+    """Create a rule; returns its id."""
+    r = client.post("/v1/rules", headers=shop["auth"], json=spec)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def event(
+    client: TestClient, shop: dict[str, Any], type_: str, at: str, code: str, **more: Any
+) -> dict[str, Any]:
+    """Post one event; returns the ingest result."""
+    body = {
+        "type": type_,
+        "occurred_at": at,
+        "order": {"code": code, **more.pop("order", {})},
+        "customer": more.pop(
+            "customer",
+            {
+                "id": "c1",
+                "name": "Ayşe Yılmaz",
+                "phone": "+905321234567",
+                "email": "ayse@example.com",
+            },
+        ),
+        **more,
+    }
+    r = client.post("/v1/events", headers=shop["auth"], json=body)
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+def drain(services: Services) -> int:
+    """Run the worker until nothing is due at the clock's current time."""
+    return asyncio.run(services.dispatcher("test-worker").drain())
+
+
+def messages(client: TestClient, shop: dict[str, Any], **filters: Any) -> list[dict[str, Any]]:
+    """The shop's messages, oldest first."""
+    r = client.get("/v1/messages", headers=shop["auth"], params={"limit": 500, **filters})
+    assert r.status_code == 200, r.text
+    return list(reversed(r.json()["items"]))
