@@ -271,21 +271,28 @@ def demo(
 
 
 def _print_log(svc: Services, shop_id: int, event_ids: set[int]) -> None:
+    from sqlalchemy import select
+
     from orderbell.store import messages as message_store
+    from orderbell.store.schema import rules
 
     with svc.engine.connect() as conn:
         rows = [
             m for m in message_store.search(conn, shop_id, limit=500) if m["event_id"] in event_ids
         ]
-    table = Table("id", "rule", "ch", "status", "due (UTC)", "reason / text")
+        names = dict(
+            conn.execute(select(rules.c.id, rules.c.name).where(rules.c.shop_id == shop_id)).all()
+        )
+    table = Table("id", "rule", "ch", "status", "due (UTC)", "text / reason")
     for m in reversed(rows):
+        text = " / ".join(line for line in (m["body"] or "").splitlines() if line.strip())
         table.add_row(
             str(m["id"]),
-            str(m["rule_id"]),
+            str(names.get(m["rule_id"], m["rule_id"])),
             m["channel"],
             m["status"],
-            (m["due_at"] or "")[:16],
-            (m["body"] or m["reason"] or "")[:90],
+            (m["due_at"] or "")[:16].replace("T", " "),
+            text or m["reason"] or "",
         )
     out.print(table)
 

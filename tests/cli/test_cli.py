@@ -1,0 +1,225 @@
+"""The `orderbell` command as a user runs it: a real process on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent / "orderbell"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "order-created.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def user_env(folder: Path) -> dict[str, str]:
+    """The environment of a user with their own database and outbox file."""
+    return {
+        **os.environ,
+        "ORDERBELL_DATABASE_URL": f"sqlite:///{folder / 'orderbell.db'}",
+        "ORDERBELL_OUTBOX_FILE": str(folder / "outbox.jsonl"),
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A fresh user: empty database."""
+    return user_env(tmp_path)
+
+
+def orderbell(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], str]:
+    """One user who ran `orderbell demo`: their environment and the replay's output."""
+    env = user_env(tmp_path_factory.mktemp("demo"))
+    done = orderbell(env, "demo")
+    assert done.returncode == 0, done.stderr
+    return env, done.stdout
+
+
+@pytest.fixture
+def demo_shop(demo: tuple[dict[str, str], str]) -> str:
+    """The replay's output."""
+    return demo[1]
+
+
+@pytest.fixture
+def demo_env(demo: tuple[dict[str, str], str]) -> dict[str, str]:
+    """The environment of the user who ran the demo."""
+    return demo[0]
+
+
+def test_demo_replays_a_day_and_prints_the_message_log(demo_shop: str) -> None:
+    assert "sent" in demo_shop
+    # the log shows real rendered texts, e.g. the StockMount "ships today/tomorrow" variants
+    assert re.search(r"shipped (today|tomorrow)", demo_shop), demo_shop
+
+
+def test_simulate_json_lists_planned_messages(demo_env: dict[str, str]) -> None:
+    env = demo_env
+    before = orderbell(env, "simulate", "--shop", "demo", "--event", "order.created",
+                       "--at", "2026-11-20T14:59:59+03:00", "--json")  # fmt: skip
+    after = orderbell(env, "simulate", "--shop", "demo", "--event", "order.created",
+                      "--at", "2026-11-20T15:00:00+03:00", "--json")  # fmt: skip
+    assert before.returncode == 0 and after.returncode == 0, before.stderr + after.stderr
+    first, second = json.loads(before.stdout), json.loads(after.stdout)
+    for planned in (first, second):
+        assert planned, "an order.created must plan at least one message in the demo shop"
+        for item in planned:
+            assert {"rule", "channel", "send_at", "text"} <= item.keys()
+    sms_before = {m["rule"]: m["text"] for m in first if m["channel"] == "sms"}
+    sms_after = {m["rule"]: m["text"] for m in second if m["channel"] == "sms"}
+    assert sms_before.keys() != sms_after.keys()  # 14:59:59 and 15:00:00 pick other variants
+
+
+def test_simulate_stores_nothing(demo_env: dict[str, str]) -> None:
+    env = demo_env
+    orderbell(env, "simulate", "--shop", "demo", "--event", "order.created",
+              "--at", "2026-11-20T10:00:00+03:00", "--json")  # fmt: skip
+    db = env["ORDERBELL_DATABASE_URL"].removeprefix("sqlite:///")
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        codes = [r[0] for r in conn.execute("select code from orders")]
+    assert "SIM-1" not in codes
+
+
+def test_event_send_ingests_a_file_and_replay_is_a_no_op(
+    demo_env: dict[str, str],
+) -> None:
+    env = demo_env
+    first = orderbell(env, "event", "send", str(EXAMPLE), "--shop", "demo")
+    assert first.returncode == 0, first.stderr
+    again = orderbell(env, "event", "send", str(EXAMPLE), "--shop", "demo")
+    assert again.returncode == 0, again.stderr
+    one, two = json.loads(first.stdout)[0], json.loads(again.stdout)[0]
+    assert one["event_id"] == two["event_id"]
+    assert two["duplicate"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "reason"),
+    [
+        (["simulate", "--shop", "nope", "--event", "order.created", "--at",
+          "2026-11-20T10:00:00Z"], "--shop", "no shop"),
+        (["simulate", "--shop", "demo", "--event", "order.exploded", "--at",
+          "2026-11-20T10:00:00Z"], "type", "event type"),
+        (["simulate", "--shop", "demo", "--event", "order.created", "--at", "yesterday"],
+         "occurred_at", ""),
+        (["event", "send", "/nonexistent.json", "--shop", "demo"], "FILE", "no such file"),
+        (["shop", "create", "--name", "X", "--slug", "x-shop", "--timezone", "Mars/Olympus"],
+         "timezone", "Mars/Olympus"),
+        (["shop", "create", "--name", "X", "--slug", "Bad Slug!"], "slug", ""),
+        (["demo", "--day", "someday"], "--day", "YYYY-MM-DD"),
+    ],
+)  # fmt: skip
+def test_bad_input_names_the_field_and_exits_non_zero(
+    demo_env: dict[str, str], args: list[str], field: str, reason: str
+) -> None:
+    done = orderbell(demo_env, *args)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert f"error in {field}" in done.stderr, done.stderr
+    assert reason.lower() in done.stderr.lower()
+
+
+def test_shop_and_api_key_create(env: dict[str, str]) -> None:
+    created = orderbell(env, "shop", "create", "--name", "My Shop", "--slug", "my-shop",
+                        "--timezone", "Europe/Warsaw", "--country", "PL")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert "my-shop" in created.stdout
+    key = orderbell(env, "apikey", "create", "--shop", "my-shop")
+    assert key.returncode == 0, key.stderr
+    assert key.stdout.strip().startswith("ob_")
+    twice = orderbell(env, "shop", "create", "--name", "Again", "--slug", "my-shop")
+    assert twice.returncode != 0 and "slug" in twice.stderr
+
+
+@pytest.fixture
+def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`orderbell serve --demo` as `make run` starts it; yields (base URL, API key)."""
+    port = free_port()
+    run_env = {**env, "ORDERBELL_PORT": str(port), "ORDERBELL_WORKER_POLL_SECONDS": "0.1"}
+    assert orderbell(run_env, "migrate").returncode == 0
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--demo"], env=run_env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            log.seek(0)
+            pytest.fail(f"serve did not become ready: {log.read()}")
+        log.seek(0)
+        match = re.search(r"(ob_[A-Za-z0-9_-]+)", log.read())
+        assert match, "serve --demo must print the demo shop's API key"
+        yield base, match.group(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+def test_make_run_tour_event_is_sent_by_the_embedded_worker(
+    served: tuple[str, str], env: dict[str, str]
+) -> None:
+    base, key = served
+    headers = {"Authorization": f"Bearer {key}"}
+    body: dict[str, Any] = {
+        "id": "evt-1",
+        "type": "order.created",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "order": {"code": "1001", "total": "249.90", "currency": "TRY", "payment_method": "card"},
+        "customer": {"id": "c1", "name": "Ayşe Yılmaz", "phone": "0532 123 45 67",
+                     "email": "ayse@example.com"},
+    }  # fmt: skip
+    posted = httpx.post(f"{base}/v1/events", json=body, headers=headers, timeout=10)
+    assert posted.status_code == 201, posted.text
+    deadline = time.monotonic() + 20
+    items: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{base}/v1/messages", headers=headers, timeout=5).json()["items"]
+        if any(m["status"] == "sent" for m in items):
+            break
+        time.sleep(0.2)
+    assert any(m["status"] == "sent" for m in items), items
+    sent = next(m for m in items if m["status"] == "sent")
+    detail = httpx.get(f"{base}/v1/messages/{sent['id']}", headers=headers, timeout=5).json()
+    assert [a["status"] for a in detail["audit"]][-1] == "sent"
+    outbox = Path(env["ORDERBELL_OUTBOX_FILE"]).read_text().splitlines()
+    assert any(str(sent["id"]) in line for line in outbox)
+    again = httpx.post(f"{base}/v1/events", json=body, headers=headers, timeout=10)
+    assert again.status_code == 200 and again.json()["event_id"] == posted.json()["event_id"]
