@@ -67,10 +67,5 @@ def preview(
     }
     if source.channel is Channel.SMS:
         info = analyse(rendered.text)
-        out["sms"] = {
-            "encoding": info.encoding,
-            "length": info.units,
-            "segments": info.segments,
-            "unicode_chars": list(info.unicode_chars),
-        }
+        out["sms"] = info.as_dict()
     return out

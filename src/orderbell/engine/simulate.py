@@ -109,12 +109,7 @@ class Simulator:
                     item.update(text=rendered.text, subject=rendered.subject, html=rendered.html)
                     if p.channel is Channel.SMS:
                         info = analyse(rendered.text)
-                        item["sms"] = {
-                            "encoding": info.encoding,
-                            "length": info.units,
-                            "segments": info.segments,
-                            "unicode_chars": list(info.unicode_chars),
-                        }
+                        item["sms"] = info.as_dict()
                 except TemplateError as exc:
                     item.update(text=None, error=exc.as_dict()["error"])
                 out.append(item)
