@@ -45,11 +45,16 @@ def _validation(exc: ValidationError) -> typer.Exit:
     return fail(str(first["msg"]).removeprefix("Value error, "), field)
 
 
-def _services(**kw: Any) -> Services:
+def _services(*, server: bool = False, **kw: Any) -> Services:
+    """Settings → services. One-shot commands log warnings only; servers log as configured."""
+    from orderbell.logs import configure
+
     try:
-        return build(Settings(), **kw)
+        settings = Settings()
     except ValidationError as exc:
         raise _validation(exc) from None
+    configure(settings.log_level if server else "WARNING", json=settings.log_json)
+    return build(settings, **kw)
 
 
 def _load_json(path: Path) -> Any:
@@ -86,7 +91,7 @@ def serve(
 
     from orderbell.api.app import create_app
 
-    svc = _services()
+    svc = _services(server=True)
     if demo:
         from orderbell.engine.demo import ensure_demo_shop
 
@@ -106,7 +111,7 @@ def run_worker(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="dispatch loops")] = 1,
 ) -> None:
     """Run a worker alone: claims due messages and sends them until SIGTERM."""
-    svc = _services()
+    svc = _services(server=True)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,6 +138,8 @@ class Dispatcher:
                 )
         with self._engine.begin() as conn:
             message_store.finish(conn, self.worker_id, self._clock.now(), outcomes)
+        counts = Counter(o.status for o in outcomes)
+        log.info("batch_done", worker=self.worker_id, claimed=len(rows), **counts)
         return len(rows)
 
     async def _send(self, provider: Provider, batch: list[OutgoingMessage]) -> list[SendResult]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
@@ -33,6 +34,8 @@ from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
 from orderbell.store.db import new_id
 from orderbell.store.schema import events, templates
+
+log = structlog.get_logger("orderbell.ingest")
 
 STATUS_OF_EVENT = {"order.delivered": "delivered"}
 
@@ -188,6 +191,14 @@ class Ingestor:
             conn, shop, data, applied, customer_id, customer, event_id, now
         )
         conn.execute(events.update().where(events.c.id == event_id).values(outcome=outcome))
+        log.info(
+            "event_ingested",
+            shop_id=shop_id,
+            event_id=event_id,
+            type=data.type,
+            order=data.order.code,
+            messages=len(outcome.get("messages", [])),
+        )
         return IngestResult(event_id=event_id, duplicate=False, outcome=outcome)
 
     def _plan_and_store(
