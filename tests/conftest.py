@@ -119,8 +119,11 @@ def client(services: Services) -> Iterator[TestClient]:
         yield c
 
 
-def make_shop(client: TestClient, slug: str = "shop", **fields: Any) -> dict[str, Any]:
-    """Create a shop through the API; returns its JSON with an `auth` header dict."""
+def make_shop(
+    client: TestClient, slug: str = "shop", *, topup: str | None = "1000", **fields: Any
+) -> dict[str, Any]:
+    """Create a shop through the API (prepaid, with `topup` credits unless None); returns
+    its JSON with an `auth` header dict."""
     body = {
         "name": f"Shop {slug}",
         "slug": slug,
@@ -134,6 +137,13 @@ def make_shop(client: TestClient, slug: str = "shop", **fields: Any) -> dict[str
     assert r.status_code == 201, r.text
     shop = r.json()
     shop["auth"] = {"Authorization": f"Bearer {shop['api_key']}"}
+    if topup and body.get("billing", "prepaid") == "prepaid":
+        paid = client.post(
+            "/v1/credits/topups",
+            headers=shop["auth"],
+            json={"amount": topup, "reference": "test"},
+        )
+        assert paid.status_code == 201, paid.text
     return shop
 
 

@@ -26,9 +26,11 @@ app = typer.Typer(help="orderbell: order notifications by SMS and e-mail.", no_a
 event_app = typer.Typer(help="Order events.", no_args_is_help=True)
 shop_app = typer.Typer(help="Shops.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+credits_app = typer.Typer(help="Credits: balance, top-ups, statements.", no_args_is_help=True)
 app.add_typer(event_app, name="event")
 app.add_typer(shop_app, name="shop")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(credits_app, name="credits")
 out = Console()
 err = Console(stderr=True)
 
@@ -300,6 +302,71 @@ def _print_log(svc: Services, shop_id: int, event_ids: set[int]) -> None:
             text or m["reason"] or "",
         )
     out.print(table)
+
+
+@credits_app.command("show")
+def credits_show(shop: Annotated[str, typer.Option(help="shop slug")]) -> None:
+    """Balance, reservations, allowances and this month's spending, as JSON."""
+    from orderbell.billing import credits
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    with svc.engine.connect() as conn:
+        print(json.dumps(credits.summary(conn, shop_id, svc.clock.now()), indent=2))
+
+
+@credits_app.command("topup")
+def credits_topup(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    amount: Annotated[str, typer.Option(help='credits, e.g. "25.00"')],
+    reference: Annotated[str | None, typer.Option(help="e.g. the payment id")] = None,
+) -> None:
+    """Add prepaid credit; held messages still valid go out in order."""
+    from orderbell.billing import credits
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    try:
+        with svc.engine.begin() as conn:
+            result = credits.topup(
+                conn, shop_id, amount, reference=reference, actor="cli", now=svc.clock.now()
+            )
+    except OrderbellError as exc:
+        raise fail(exc.message, "--amount" if exc.field == "amount" else exc.field) from None
+    print(json.dumps(result, indent=2))
+
+
+@credits_app.command("statement")
+def credits_statement(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    month: Annotated[str, typer.Option(help="YYYY-MM")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False,
+) -> None:
+    """A month's charges per channel, destination country and rule."""
+    from orderbell.billing import credits
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    try:
+        with svc.engine.connect() as conn:
+            data = credits.statement(conn, shop_id, credits.parse_month(month, field="--month"))
+    except OrderbellError as exc:
+        raise fail(exc.message, exc.field) from None
+    if as_csv:
+        sys.stdout.write(credits.statement_csv(data))
+    else:
+        print(json.dumps(data, indent=2))
+
+
+@credits_app.command("renew")
+def credits_renew() -> None:
+    """Grant every shop's package allowances for the current billing period (idempotent)."""
+    from orderbell.billing import credits
+
+    svc = _services()
+    with svc.engine.begin() as conn:
+        granted = credits.renew_all(conn, svc.clock.now())
+    out.print(f"{granted} allowance(s) granted")
 
 
 def main() -> None:

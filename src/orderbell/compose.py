@@ -58,7 +58,9 @@ class Services:
     simulator: Simulator = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ingestor = Ingestor(self.engine, self.clock)
+        self.ingestor = Ingestor(
+            self.engine, self.clock, self.renderer, billing=self.settings.billing
+        )
         self.simulator = Simulator(self.engine, self.clock, self.renderer)
 
     def dispatcher(self, worker_id: str | None = None) -> Dispatcher:
@@ -76,6 +78,7 @@ class Services:
                 base_seconds=self.settings.retry_base_seconds,
                 cap_seconds=self.settings.retry_cap_seconds,
             ),
+            billing=self.settings.billing,
         )
 
 

@@ -36,5 +36,6 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_cap_seconds: float = Field(default=900.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    billing: bool = True  #: price, reserve and debit credits (off: costs are not tracked)
     log_level: str = "INFO"
     log_json: bool = False

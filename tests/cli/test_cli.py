@@ -223,3 +223,22 @@ def test_make_run_tour_event_is_sent_by_the_embedded_worker(
     assert any(str(sent["id"]) in line for line in outbox)
     again = httpx.post(f"{base}/v1/events", json=body, headers=headers, timeout=10)
     assert again.status_code == 200 and again.json()["event_id"] == posted.json()["event_id"]
+
+
+def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
+    topped = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "12.5",
+                       "--reference", "pay_42")  # fmt: skip
+    assert topped.returncode == 0, topped.stderr
+    assert json.loads(topped.stdout)["amount"] == "12.5000"
+    shown = json.loads(orderbell(demo_env, "credits", "show", "--shop", "demo").stdout)
+    assert shown["mode"] == "prepaid" and float(shown["available"]) > 12.5
+    statement = orderbell(demo_env, "credits", "statement", "--shop", "demo",
+                          "--month", "2026-11", "--csv")  # fmt: skip
+    assert statement.returncode == 0, statement.stderr
+    assert statement.stdout.splitlines()[0].startswith("month,channel,country")
+    assert ",total," in statement.stdout.splitlines()[-1]
+    for amount in ("0", "-1", "abc", "1.00001"):
+        bad = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", amount)
+        assert bad.returncode != 0 and "error in --amount" in bad.stderr, bad.stderr
+    month = orderbell(demo_env, "credits", "statement", "--shop", "demo", "--month", "11/2026")
+    assert month.returncode != 0 and "error in --month" in month.stderr

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from orderbell import __version__
 from orderbell.api import errors
-from orderbell.api.routers import events, resources, shops
+from orderbell.api.routers import credits, events, resources, shops
 from orderbell.compose import Services
 
 
@@ -116,4 +116,5 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
     app.include_router(events.router)
     app.include_router(shops.router)
     app.include_router(resources.router)
+    app.include_router(credits.router)
     return app

@@ -298,6 +298,11 @@ class ShopIn(Input):
     )
     transactional_obeys_quiet_hours: bool = False
     closed_dates: list[date] = Field(default_factory=list, max_length=1000)
+    billing: Literal["prepaid", "unmetered"] = Field(
+        default="prepaid",
+        description="prepaid: messages are paid from credit and held without it; "
+        "unmetered: costs are shown but not charged",
+    )
 
 
 class ShopPatch(Input):
@@ -327,3 +332,56 @@ class ApiKeyIn(Input):
     """Create an API key."""
 
     name: Name = "default"
+
+
+DecimalText = Annotated[str, Field(max_length=40, pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
+
+
+class TopUpIn(Input):
+    """Prepaid credit bought by the shop."""
+
+    amount: DecimalText = Field(description='credits, e.g. "25.00" (at most 4 decimal places)')
+    reference: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, description="e.g. the payment id"
+    )
+
+
+class PriceIn(Input):
+    """One line of a price list."""
+
+    channel: Channel
+    country: Annotated[str, Field(min_length=1, max_length=2)] = Field(
+        description='ISO 3166 alpha-2 destination, or "*" for any'
+    )
+    unit_price: DecimalText = Field(description="credits per SMS segment / per e-mail")
+
+
+class PricesIn(Input):
+    """The shop's own price lines (replacing the previous ones)."""
+
+    prices: list[PriceIn] = Field(max_length=500)
+
+
+class CreditSettingsIn(Input):
+    """How the shop's credit account behaves."""
+
+    mode: Literal["prepaid", "unmetered"] | None = None
+    billing_day: int | None = Field(default=None, ge=1, le=28)
+    monthly_cap: DecimalText | None = None
+    clear_monthly_cap: bool = False
+    low_balance_thresholds: list[DecimalText] | None = Field(default=None, max_length=10)
+    charge_failed_after_submission: bool | None = None
+    notify_email: Annotated[str, Field(max_length=320)] | None = None
+    plan: Annotated[str, Field(max_length=100)] | None = None
+
+
+class PackageIn(Input):
+    """A monthly package: an allowance of messages, renewed on the billing day."""
+
+    name: Name
+    channel: Channel
+    allowance: int = Field(ge=1, le=10_000_000)
+    carry_over: Literal["none", "unlimited", "cap", "expire"] = "unlimited"
+    carry_cap: int | None = Field(default=None, ge=0, le=10_000_000)
+    carry_months: int | None = Field(default=None, ge=1, le=120)
+    price: DecimalText | None = None

@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from orderbell.api.schemas import EventIn, RuleIn, ShopIn, TemplateIn
+from orderbell.billing import credits
 from orderbell.errors import NotFound
 from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
 from orderbell.store import templates as template_store
 
+DEMO_CREDIT = "50"  #: credits the demo shop starts with
 DEMO_SLUG = "demo"
 SIGNATURE = "{{ shop_name }}"
 TEMPLATES: dict[str, dict[str, Any]] = {
@@ -208,6 +210,7 @@ def ensure_demo_shop(conn: Connection, now: datetime) -> DemoShop:
         ids[name] = created["id"]
     for spec in _rules(ids):
         rule_store.create(conn, row.id, RuleIn.model_validate(spec), now)
+    credits.topup(conn, row.id, DEMO_CREDIT, reference="demo credit", actor="demo", now=now)
     _, key = shop_store.create_key(conn, row.id, "demo", now)
     return DemoShop(row.id, key, True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from orderbell.billing import credits
 from orderbell.channels.base import Outcome, OutgoingMessage, Provider, SendResult
 from orderbell.clock import Clock
 from orderbell.domain import schedule
@@ -36,6 +38,7 @@ from orderbell.store.shops import hour_range
 from orderbell.templates.sandbox import Renderer, TemplateSource
 
 log = structlog.get_logger("orderbell.dispatcher")
+RENEWAL_SECONDS = 300.0  #: how often a worker grants due package allowances
 CANCELLED = frozenset({"cancelled", "canceled"})
 
 
@@ -72,6 +75,7 @@ class Dispatcher:
         batch_size: int = 100,
         lease_seconds: int = 60,
         retry: RetryPolicy | None = None,
+        billing: bool = True,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -81,6 +85,7 @@ class Dispatcher:
         self._batch = batch_size
         self._lease = timedelta(seconds=lease_seconds)
         self._retry = retry or RetryPolicy()
+        self._billing = billing
         self._shops: dict[int, tuple[datetime, Shop]] = {}
 
     def _shop(self, shop_id: int, now: datetime) -> Shop:
@@ -137,7 +142,10 @@ class Dispatcher:
                     )
                 )
         with self._engine.begin() as conn:
-            message_store.finish(conn, self.worker_id, self._clock.now(), outcomes)
+            finished_at = self._clock.now()
+            if self._billing:
+                credits.settle(conn, self.worker_id, outcomes, finished_at)
+            message_store.finish(conn, self.worker_id, finished_at, outcomes)
         counts = Counter(o.status for o in outcomes)
         log.info("batch_done", worker=self.worker_id, claimed=len(rows), **counts)
         return len(rows)
@@ -189,6 +197,18 @@ class Dispatcher:
             return stop(
                 MessageStatus.EXPIRED,
                 f"expired at {_local(row.expires_at, shop)} before it could be sent",
+            )
+        context = row.context or {}
+        if row.template_id is None and context.get("_system"):
+            # orderbell's own notice to the shop (e.g. low balance): text fixed when planned
+            return OutgoingMessage(
+                id=row.id,
+                shop_id=row.shop_id,
+                channel=Channel(row.channel),
+                to=row.recipient,
+                text=str(context.get("_text", "")),
+                subject=str(context.get("_subject", "")) or None,
+                sender=shop.email_from,
             )
         definition = row.rule_definition
         if row.rule_id is not None and row.rule_active is False:
@@ -336,7 +356,15 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
         """Work until `stop` is set, sleeping at most poll_seconds when idle."""
+        next_renewal = 0.0
         while not stop.is_set():
+            if self._billing and time.monotonic() >= next_renewal:
+                next_renewal = time.monotonic() + RENEWAL_SECONDS
+                try:
+                    with self._engine.begin() as conn:
+                        credits.renew_all(conn, self._clock.now())
+                except Exception as exc:  # renewal must never stop sending
+                    log.error("renewal_failed", error=type(exc).__name__)
             try:
                 claimed = await self.run_once()
             except Exception as exc:  # keep the worker alive across database hiccups

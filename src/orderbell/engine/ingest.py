@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orderbell.api.schemas import EventIn
+from orderbell.billing import credits
+from orderbell.billing.prices import Quote, fmt, quote
 from orderbell.clock import Clock
 from orderbell.domain.model import (
     Channel,
@@ -25,15 +27,18 @@ from orderbell.domain.model import (
     Shop,
     TemplateKind,
 )
+from orderbell.domain.segments import analyse
 from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
-from orderbell.errors import Conflict
+from orderbell.errors import Conflict, TemplateError
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
 from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
+from orderbell.store import templates as template_store
 from orderbell.store.db import new_id
-from orderbell.store.schema import events, templates
+from orderbell.store.schema import events, messages, templates
+from orderbell.templates.sandbox import Renderer
 
 log = structlog.get_logger("orderbell.ingest")
 
@@ -108,9 +113,18 @@ class IngestResult:
 class Ingestor:
     """Takes order events in and plans their messages."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        renderer: Renderer | None = None,
+        *,
+        billing: bool = True,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._renderer = renderer or Renderer()
+        self._billing = billing
 
     def ingest(
         self, shop_id: int, data: EventIn, idempotency_key: str | None = None
@@ -256,6 +270,7 @@ class Ingestor:
         customer_id: int | None,
         now: datetime,
     ) -> dict[str, Any]:
+        status, reason = p.status, p.reason
         message_id = message_store.insert(
             conn,
             {
@@ -268,8 +283,8 @@ class Ingestor:
                 "channel": p.channel.value,
                 "category": p.rule.action.category.value,
                 "recipient": p.recipient,
-                "status": p.status.value,
-                "reason": p.reason,
+                "status": status.value,
+                "reason": reason,
                 "due_at": p.due_at,
                 "expires_at": p.expires_at,
                 "context": p.context,
@@ -278,28 +293,75 @@ class Ingestor:
                 "updated_at": now,
             },
         )
-        message_store.add_log(
-            conn,
-            [
-                message_store.LogEntry(
-                    message_id=message_id,
-                    at=now,
-                    status=p.status.value,
-                    reason=p.reason,
-                    detail={"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)},
+        log = [
+            message_store.LogEntry(
+                message_id=message_id,
+                at=now,
+                status=status.value,
+                reason=reason,
+                detail={"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)},
+            )
+        ]
+        cost: str | None = None
+        if self._billing and is_pending(status):
+            price = self._quote(conn, shop, p)
+            cost = fmt(price.cost)
+            held = credits.reserve(
+                conn,
+                shop_id=shop.id,
+                message_id=message_id,
+                rule_id=p.rule.id,
+                channel=p.channel,
+                quote=price,
+                now=now,
+                actor=f"event:{event_id}",
+            )
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(segments=price.units if p.channel is Channel.SMS else None)
+            )
+            if held is not None:
+                status, reason = MessageStatus.HELD, held
+                conn.execute(
+                    update(messages)
+                    .where(messages.c.id == message_id)
+                    .values(status=status.value, reason=message_store.clip(reason, 200))
                 )
-            ],
-        )
+                log.append(
+                    message_store.LogEntry(
+                        message_id=message_id, at=now, status=status.value, reason=reason
+                    )
+                )
+        message_store.add_log(conn, log)
         return {
             "id": message_id,
             "rule_id": p.rule.id,
             "rule": p.rule.name,
             "channel": p.channel.value,
-            "status": p.status.value,
-            "reason": p.reason,
+            "status": status.value,
+            "reason": reason,
             "due_at": p.due_at.isoformat(),
             "expires_at": p.expires_at.isoformat() if p.expires_at else None,
+            "cost": cost,
         }
+
+    def _quote(self, conn: Connection, shop: Shop, p: PlannedMessage) -> Quote:
+        """What the planned message will cost: SMS priced per rendered segment."""
+        segments: int | None = None
+        if p.channel is Channel.SMS:
+            template = template_store.get(conn, shop.id, p.rule.action.template_id)
+            try:
+                rendered = self._renderer.render(
+                    (template["id"], template["version"]),
+                    template_store.source(template),
+                    p.context,
+                )
+                segments = analyse(rendered.text).segments
+            except TemplateError:
+                segments = None
+        plan_id = credits.account(conn, shop.id).plan_id
+        return quote(conn, shop.id, plan_id, p.channel, p.recipient, segments)
 
 
 def is_pending(status: MessageStatus) -> bool:

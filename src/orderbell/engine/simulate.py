@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from orderbell.api.schemas import EventIn
+from orderbell.billing import credits
+from orderbell.billing.prices import quote
 from orderbell.clock import Clock
 from orderbell.domain.model import Channel, CustomerInfo, OrderSnapshot
 from orderbell.domain.segments import analyse
@@ -87,6 +89,7 @@ class Simulator:
                 now=min(self._clock.now(), data.occurred_at),
             )
             out: list[dict[str, Any]] = []
+            plan_id = credits.account(conn, shop_id).plan_id
             for p in planned:
                 template = template_store.get(conn, shop_id, p.rule.action.template_id)
                 item: dict[str, Any] = {
@@ -107,9 +110,14 @@ class Simulator:
                         p.context,
                     )
                     item.update(text=rendered.text, subject=rendered.subject, html=rendered.html)
+                    segments = None
                     if p.channel is Channel.SMS:
                         info = analyse(rendered.text)
                         item["sms"] = info.as_dict()
+                        segments = info.segments
+                    item["cost"] = quote(
+                        conn, shop_id, plan_id, p.channel, p.recipient, segments
+                    ).as_dict()
                 except TemplateError as exc:
                     item.update(text=None, error=exc.as_dict()["error"])
                 out.append(item)

@@ -38,6 +38,17 @@ class LogEntry:
     detail: dict[str, Any] | None = None
 
 
+def clip(text: str | None, size: int) -> str | None:
+    """Shorten a reason to fit its column, marking the cut."""
+    if text is None or len(text) <= size:
+        return text
+    return text[: size - 1] + "…"
+
+
+REASON_SIZE = 200  #: messages.reason is String(200)
+LOG_REASON_SIZE = 500  #: message_log.reason is String(500)
+
+
 def add_log(conn: Connection, entries: Sequence[LogEntry]) -> None:
     """Append audit-trail lines."""
     if entries:
@@ -48,7 +59,7 @@ def add_log(conn: Connection, entries: Sequence[LogEntry]) -> None:
                     "message_id": e.message_id,
                     "at": e.at,
                     "status": e.status,
-                    "reason": e.reason,
+                    "reason": clip(e.reason, LOG_REASON_SIZE),
                     "detail": e.detail,
                 }
                 for e in entries
@@ -58,6 +69,7 @@ def add_log(conn: Connection, entries: Sequence[LogEntry]) -> None:
 
 def insert(conn: Connection, values: dict[str, Any]) -> int:
     """Insert one planned message; returns its id."""
+    values = {**values, "reason": clip(values.get("reason"), REASON_SIZE)}
     return new_id(conn.execute(messages.insert().values(**values)))
 
 
@@ -205,7 +217,7 @@ def finish(conn: Connection, worker: str, now: datetime, outcomes: Sequence[Outc
             "b_id": o.message_id,
             "b_worker": worker,
             "b_status": o.status,
-            "b_reason": o.reason,
+            "b_reason": clip(o.reason, REASON_SIZE),
             "b_provider": o.provider,
             "b_pid": o.provider_message_id,
             "b_subject": o.subject,
@@ -379,5 +391,8 @@ def as_json(row: Any) -> dict[str, Any]:
         "provider_message_id": row.provider_message_id,
         "attempts": row.attempts,
         "segments": row.segments,
+        "cost": f"{row.cost:.4f}" if row.cost is not None else None,
+        "funding": row.funding,
+        "billing": row.billing,
         "created_at": iso(row.created_at),
     }

@@ -238,6 +238,9 @@ messages = Table(
     Column("lease_until", UtcDateTime),
     Column("segments", Integer),
     Column("cost", Money),
+    Column("funding", String(16)),  # "credit" | "allowance": what pays for it
+    Column("bucket_id", Id),  # the allowance bucket when funding is "allowance"
+    Column("billing", String(16)),  # "reserved" | "debited" | "released"; None = not billed
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
@@ -283,3 +286,95 @@ attempts = Table(
     Column("error_code", String(100)),
     Column("error_message", String(500)),
 )
+
+
+# ---------------------------------------------------------------- credits and pricing
+
+price_plans = Table(
+    "price_plans",
+    metadata,
+    _id(),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    _id(),
+    Column("plan_id", ForeignKey("price_plans.id", ondelete="CASCADE")),  # a shared plan …
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE")),  # … or one shop's own
+    Column("channel", String(16), nullable=False),
+    Column("country", String(2), nullable=False),  # ISO 3166 alpha-2, or "*" for any
+    Column("unit_price", Money, nullable=False),  # per SMS segment / per e-mail
+)
+Index("ix_prices_lookup", prices.c.shop_id, prices.c.plan_id, prices.c.channel, prices.c.country)
+
+credit_accounts = Table(
+    "credit_accounts",
+    metadata,
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True),
+    Column("mode", String(16), nullable=False),  # "prepaid" | "unmetered"
+    Column("plan_id", ForeignKey("price_plans.id")),
+    Column("available", Money, nullable=False),  # = sum of ledger credits, always
+    Column("reserved", Money, nullable=False),  # outstanding reservations (positive)
+    Column("billing_day", Integer, nullable=False),
+    Column("monthly_cap", Money),
+    Column("charge_failed_after_submission", Boolean, nullable=False),
+    Column("low_balance_thresholds", JSON, nullable=False),
+    Column("low_balance_below", JSON, nullable=False),  # thresholds already notified
+    Column("notify_email", String(320)),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+packages = Table(
+    "packages",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("allowance", Integer, nullable=False),  # messages per month
+    Column("carry_over", String(16), nullable=False),  # none | unlimited | cap | expire
+    Column("carry_cap", Integer),
+    Column("carry_months", Integer),
+    Column("price", Money),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+allowance_buckets = Table(
+    "allowance_buckets",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("package_id", ForeignKey("packages.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("period", String(7), nullable=False),  # "2026-11": the month it was granted for
+    Column("kind", String(16), nullable=False),  # "allowance" | "carry_over"
+    Column("remaining", Integer, nullable=False),  # = sum of ledger units on this bucket
+    Column("expires_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("package_id", "period", "kind", name="uq_allowance_buckets_period"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("credits", Money, nullable=False),  # signed
+    Column("units", Integer, nullable=False),  # signed allowance messages
+    Column("channel", String(16)),
+    Column("country", String(2)),
+    Column("bucket_id", ForeignKey("allowance_buckets.id", ondelete="SET NULL")),
+    Column("message_id", ForeignKey("messages.id", ondelete="SET NULL")),
+    Column("rule_id", ForeignKey("rules.id", ondelete="SET NULL")),
+    Column("actor", String(100), nullable=False),
+    Column("reference", String(200)),
+    Column("note", String(300)),
+)
+Index("ix_ledger_shop_at", ledger.c.shop_id, ledger.c.at)
+Index("ix_ledger_message", ledger.c.message_id)

@@ -85,11 +85,14 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
 
 def create(conn: Connection, data: ShopIn, now: datetime) -> Any:
     """Insert a shop; the slug must be new."""
-    values = _check(data.model_dump())
+    from orderbell.billing.credits import open_account
+
+    values = _check(data.model_dump(exclude={"billing"}))
     if conn.execute(select(shops.c.id).where(shops.c.slug == data.slug)).first():
         raise Conflict(f"a shop with slug {data.slug!r} exists", field="slug")
     values.update(created_at=now, settings={})
     shop_id = new_id(conn.execute(shops.insert().values(**values)))
+    open_account(conn, shop_id, now, mode=data.billing)
     return get_row(conn, shop_id)
 
 

@@ -1,0 +1,156 @@
+"""Credits: balance, top-ups, prices, packages, the ledger and monthly statements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import update
+
+from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.schemas import CreditSettingsIn, PackageIn, PricesIn, TopUpIn
+from orderbell.billing import credits, prices
+from orderbell.errors import InvalidInput
+from orderbell.store.schema import credit_accounts
+
+router = APIRouter(prefix="/v1/credits", tags=["credits"])
+
+
+@router.get("")
+def get_credits(svc: ServicesDep, conn: Read, shop: ShopId) -> Any:
+    """Balance, reservations, package allowances and this month's spending."""
+    return credits.summary(conn, shop, svc.clock.now())
+
+
+@router.post("/topups", status_code=201)
+def top_up(svc: ServicesDep, shop: ShopId, body: TopUpIn) -> Any:
+    """Add prepaid credit; held messages that are still valid go out, in order."""
+    with svc.engine.begin() as conn:
+        return credits.topup(
+            conn, shop, body.amount, reference=body.reference, actor="api", now=svc.clock.now()
+        )
+
+
+@router.get("/ledger")
+def get_ledger(
+    conn: Read,
+    shop: ShopId,
+    kind: Annotated[str | None, Query(max_length=16)] = None,
+    message_id: int | None = None,
+    rule_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """Ledger entries, newest first; page with ?before=<last id>."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput("must carry a timezone offset", field=name)
+    items = credits.entries(
+        conn,
+        shop,
+        kind=kind,
+        message_id=message_id,
+        rule_id=rule_id,
+        since=since,
+        until=until,
+        before=before,
+        limit=limit,
+    )
+    return {"items": items, "next_before": items[-1]["id"] if len(items) == limit else None}
+
+
+@router.get("/statement", response_model=None)
+def get_statement(
+    conn: Read,
+    shop: ShopId,
+    month: Annotated[str, Query(max_length=7)],
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    """A month's charges per channel, destination country and rule, as JSON or CSV."""
+    data = credits.statement(conn, shop, credits.parse_month(month))
+    if format == "csv":
+        return PlainTextResponse(credits.statement_csv(data), media_type="text/csv")
+    return data
+
+
+@router.get("/prices")
+def get_prices(conn: Read, shop: ShopId) -> Any:
+    """Every price that applies to the shop: its own, its plan's, or the default list."""
+    acct = credits.account(conn, shop)
+    return {"items": prices.effective(conn, shop, acct.plan_id)}
+
+
+@router.put("/prices")
+def put_prices(svc: ServicesDep, shop: ShopId, body: PricesIn) -> Any:
+    """Replace the shop's own price lines."""
+    with svc.engine.begin() as conn:
+        prices.set_shop_prices(conn, shop, [p.model_dump(mode="json") for p in body.prices])
+        acct = credits.account(conn, shop)
+        return {"items": prices.effective(conn, shop, acct.plan_id)}
+
+
+@router.patch("/settings")
+def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> Any:
+    """Billing day, spending cap, low-balance thresholds, charging policy, price plan."""
+    values: dict[str, Any] = {}
+    with svc.engine.begin() as conn:
+        if body.mode is not None:
+            values["mode"] = body.mode
+        if body.billing_day is not None:
+            values["billing_day"] = body.billing_day
+        if body.clear_monthly_cap:
+            values["monthly_cap"] = None
+        elif body.monthly_cap is not None:
+            values["monthly_cap"] = credits.parse_amount(body.monthly_cap, field="monthly_cap")
+        if body.low_balance_thresholds is not None:
+            values["low_balance_thresholds"] = sorted(
+                str(credits.parse_amount(t, field=f"low_balance_thresholds[{i}]"))
+                for i, t in enumerate(body.low_balance_thresholds)
+            )
+            values["low_balance_below"] = []
+        if body.charge_failed_after_submission is not None:
+            values["charge_failed_after_submission"] = body.charge_failed_after_submission
+        if body.notify_email is not None:
+            from orderbell.domain.addresses import parse_email
+
+            values["notify_email"] = parse_email(body.notify_email, field="notify_email")
+        if body.plan is not None:
+            values["plan_id"] = prices.plan_id(conn, body.plan)
+        credits.account(conn, shop, lock=True)
+        if values:
+            conn.execute(
+                update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
+            )
+        return credits.summary(conn, shop, svc.clock.now())
+
+
+@router.post("/packages", status_code=201)
+def add_package(svc: ServicesDep, shop: ShopId, body: PackageIn) -> Any:
+    """Add a monthly package; this period's allowance is granted at once."""
+    with svc.engine.begin() as conn:
+        package_id = credits.add_package(
+            conn,
+            shop,
+            name=body.name,
+            channel=body.channel,
+            allowance=body.allowance,
+            carry_over=body.carry_over,
+            carry_cap=body.carry_cap,
+            carry_months=body.carry_months,
+            price=Decimal(body.price) if body.price is not None else None,
+            now=svc.clock.now(),
+        )
+        return {"id": package_id, **credits.summary(conn, shop, svc.clock.now())}
+
+
+@router.post("/renew")
+def renew(svc: ServicesDep, shop: ShopId) -> Any:
+    """Grant this billing period's allowances now (idempotent; the worker does it too)."""
+    with svc.engine.begin() as conn:
+        granted = credits.renew(conn, shop, svc.clock.now(), actor="api")
+        return {"granted": granted, **credits.summary(conn, shop, svc.clock.now())}

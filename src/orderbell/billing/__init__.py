@@ -1,0 +1,1 @@
+"""Pricing, credits, packages and the ledger."""

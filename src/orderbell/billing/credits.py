@@ -1,0 +1,1050 @@
+"""Credits: a prepaid balance, monthly packages with carry-over, and an append-only ledger.
+
+Every change of a shop's credits or allowance is a ledger entry; the cached figures on the
+account (``available``, ``reserved``) and on each allowance bucket (``remaining``) are
+updated in the same transaction, so ``available == sum(ledger.credits)`` always.
+
+A message's life in the ledger::
+
+    planned ─ reservation (−cost) ─┬─ handed to the provider: release (+cost), debit (−cost)
+                                   └─ suppressed / expired / failed before submission: release
+
+Package allowance is used before prepaid credit, carried-over allowance before this month's.
+"""
+
+from __future__ import annotations
+
+import calendar as month_calendar
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from orderbell.billing.prices import Quote, fmt, money
+from orderbell.domain.calendar import at_local, local
+from orderbell.domain.model import Channel, MessageStatus
+from orderbell.errors import InvalidInput, NotFound
+from orderbell.store import messages as message_store
+from orderbell.store.schema import (
+    Money,
+    allowance_buckets,
+    credit_accounts,
+    ledger,
+    messages,
+    packages,
+    shops,
+)
+
+PREPAID = "prepaid"
+UNMETERED = "unmetered"
+MODES = (PREPAID, UNMETERED)
+CARRY_OVER = ("none", "unlimited", "cap", "expire")
+KINDS = (
+    "topup",
+    "allowance",
+    "carry_over",
+    "expiry",
+    "reservation",
+    "debit",
+    "release",
+    "refund",
+    "adjustment",
+)
+MAX_TOPUP = Decimal("1000000000")
+PLACES = 4
+HOLD_REASONS = ("insufficient_credit", "spending_cap")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """A shop's credit account."""
+
+    shop_id: int
+    mode: str
+    plan_id: int | None
+    available: Decimal
+    reserved: Decimal
+    billing_day: int
+    monthly_cap: Decimal | None
+    charge_failed_after_submission: bool
+    low_balance_thresholds: tuple[Decimal, ...]
+    low_balance_below: tuple[Decimal, ...]
+    notify_email: str | None
+
+    @property
+    def balance(self) -> Decimal:
+        """Credit owned, counting reservations as not yet spent."""
+        return self.available + self.reserved
+
+
+def parse_amount(value: object, field: str = "amount") -> Decimal:
+    """A positive amount of credits with at most four decimal places."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidInput(
+            'must be a decimal number written as a string, e.g. "25.00"', field=field
+        )
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{value!r} is not a number", field=field) from None
+    if not amount.is_finite():
+        raise InvalidInput("must be a finite number", field=field)
+    if amount <= 0:
+        raise InvalidInput("must be greater than zero", field=field)
+    if amount > MAX_TOPUP:
+        raise InvalidInput(f"must be at most {MAX_TOPUP}", field=field)
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > PLACES:
+        raise InvalidInput(f"has more than {PLACES} decimal places", field=field)
+    return amount
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        shop_id=row.shop_id,
+        mode=row.mode,
+        plan_id=row.plan_id,
+        available=money(row.available),
+        reserved=money(row.reserved),
+        billing_day=row.billing_day,
+        monthly_cap=money(row.monthly_cap) if row.monthly_cap is not None else None,
+        charge_failed_after_submission=row.charge_failed_after_submission,
+        low_balance_thresholds=tuple(Decimal(t) for t in row.low_balance_thresholds or ()),
+        low_balance_below=tuple(Decimal(t) for t in row.low_balance_below or ()),
+        notify_email=row.notify_email,
+    )
+
+
+def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREPAID) -> None:
+    """Create the shop's account (idempotent)."""
+    exists = conn.execute(
+        select(credit_accounts.c.shop_id).where(credit_accounts.c.shop_id == shop_id)
+    ).first()
+    if exists is None:
+        conn.execute(
+            insert(credit_accounts).values(
+                shop_id=shop_id,
+                mode=mode,
+                available=Decimal(0),
+                reserved=Decimal(0),
+                billing_day=1,
+                charge_failed_after_submission=True,
+                low_balance_thresholds=[],
+                low_balance_below=[],
+                updated_at=now,
+            )
+        )
+
+
+def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
+    """The shop's account; `lock` serialises writers (FOR UPDATE on PostgreSQL)."""
+    query = select(credit_accounts).where(credit_accounts.c.shop_id == shop_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        open_account(conn, shop_id, datetime.now(UTC))
+        row = conn.execute(query).first()
+    return _account(row)
+
+
+def _entry(
+    conn: Connection,
+    shop_id: int,
+    now: datetime,
+    kind: str,
+    *,
+    credits: Decimal = Decimal(0),
+    units: int = 0,
+    actor: str,
+    channel: str | None = None,
+    country: str | None = None,
+    bucket_id: int | None = None,
+    message_id: int | None = None,
+    rule_id: int | None = None,
+    reference: str | None = None,
+    note: str | None = None,
+) -> None:
+    """Append one ledger entry and move the cached figures with it."""
+    conn.execute(
+        insert(ledger).values(
+            shop_id=shop_id,
+            at=now,
+            kind=kind,
+            credits=credits,
+            units=units,
+            channel=channel,
+            country=country,
+            bucket_id=bucket_id,
+            message_id=message_id,
+            rule_id=rule_id,
+            actor=actor[:100],
+            reference=reference,
+            note=(note or None) and note[:300],
+        )
+    )
+    if credits:
+        reserved_delta = -credits if kind in ("reservation", "release") else Decimal(0)
+        conn.execute(
+            update(credit_accounts)
+            .where(credit_accounts.c.shop_id == shop_id)
+            .values(
+                available=credit_accounts.c.available + credits,
+                reserved=credit_accounts.c.reserved + reserved_delta,
+                updated_at=now,
+            )
+        )
+    if units and bucket_id is not None:
+        conn.execute(
+            update(allowance_buckets)
+            .where(allowance_buckets.c.id == bucket_id)
+            .values(remaining=allowance_buckets.c.remaining + units)
+        )
+
+
+# ------------------------------------------------------------------ months and periods
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    last = month_calendar.monthrange(year, month + 1)[1]
+    return date(year, month + 1, min(day.day, last))
+
+
+def _shop_tz(conn: Connection, shop_id: int) -> str:
+    tz = conn.execute(select(shops.c.timezone).where(shops.c.id == shop_id)).scalar_one()
+    return str(tz)
+
+
+def month_bounds(conn: Connection, shop_id: int, month: date) -> tuple[datetime, datetime]:
+    """The UTC instants a shop-local calendar month starts and ends."""
+    tz = _shop_tz(conn, shop_id)
+    first = _month_start(month)
+    return at_local(first, time(0), tz), at_local(_add_months(first, 1), time(0), tz)
+
+
+def billing_period(now: datetime, tz: str, billing_day: int) -> date:
+    """The first day of the calendar month the current billing period is named after."""
+    today = local(now, tz).date()
+    last = month_calendar.monthrange(today.year, today.month)[1]
+    start_day = min(billing_day, last)
+    month = _month_start(today)
+    return month if today.day >= start_day else _add_months(month, -1)
+
+
+def _period_label(month: date) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+def _period_start(conn: Connection, shop_id: int, month: date, billing_day: int) -> datetime:
+    last = month_calendar.monthrange(month.year, month.month)[1]
+    return at_local(month.replace(day=min(billing_day, last)), time(0), _shop_tz(conn, shop_id))
+
+
+# ---------------------------------------------------------------------- reservations
+
+
+def month_spend(conn: Connection, shop_id: int, now: datetime) -> Decimal:
+    """Credits debited or reserved this shop-local month (what a spending cap limits)."""
+    start, end = month_bounds(conn, shop_id, local(now, _shop_tz(conn, shop_id)).date())
+    total = conn.execute(
+        select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
+            ledger.c.shop_id == shop_id,
+            ledger.c.at >= start,
+            ledger.c.at < end,
+            ledger.c.kind.in_(("reservation", "release", "debit", "refund")),
+        )
+    ).scalar_one()
+    return -money(total)
+
+
+def _usable_bucket(
+    conn: Connection, shop_id: int, channel: Channel, units: int, now: datetime
+) -> Any:
+    return conn.execute(
+        select(allowance_buckets.c.id)
+        .where(
+            allowance_buckets.c.shop_id == shop_id,
+            allowance_buckets.c.channel == channel.value,
+            allowance_buckets.c.remaining >= units,
+            or_(allowance_buckets.c.expires_at.is_(None), allowance_buckets.c.expires_at > now),
+        )
+        .order_by(
+            (allowance_buckets.c.kind != "carry_over"),  # carried-over allowance first
+            allowance_buckets.c.period,
+            allowance_buckets.c.id,
+        )
+        .limit(1)
+    ).first()
+
+
+def reserve(
+    conn: Connection,
+    *,
+    shop_id: int,
+    message_id: int,
+    rule_id: int | None,
+    channel: Channel,
+    quote: Quote,
+    now: datetime,
+    actor: str,
+) -> str | None:
+    """Reserve what a message will cost. Returns None when funded, else the hold reason."""
+    acct = account(conn, shop_id, lock=True)
+    values: dict[str, Any] = {"cost": quote.cost}
+    if acct.mode != PREPAID:
+        conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+        return None
+    common: dict[str, Any] = {
+        "actor": actor,
+        "channel": channel.value,
+        "country": quote.country,
+        "message_id": message_id,
+        "rule_id": rule_id,
+    }
+    bucket = _usable_bucket(conn, shop_id, channel, quote.units, now)
+    if bucket is not None:
+        _entry(conn, shop_id, now, "reservation", units=-quote.units, bucket_id=bucket.id, **common)
+        values.update(funding="allowance", bucket_id=bucket.id, billing="reserved")
+    else:
+        if acct.monthly_cap is not None:
+            spent = month_spend(conn, shop_id, now)
+            if spent + quote.cost > acct.monthly_cap:
+                return (
+                    f"spending_cap: this month's spending {spent} + {quote.cost} would pass "
+                    f"the cap of {acct.monthly_cap}"
+                )
+        if acct.available < quote.cost:
+            return (
+                f"insufficient_credit: the message costs {quote.cost}, "
+                f"available credit is {acct.available}"
+            )
+        _entry(conn, shop_id, now, "reservation", credits=-quote.cost, **common)
+        values.update(funding="credit", billing="reserved")
+        _check_low_balance(conn, shop_id, now)
+    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+    return None
+
+
+_BILL_COLUMNS = (
+    messages.c.id,
+    messages.c.shop_id,
+    messages.c.rule_id,
+    messages.c.channel,
+    messages.c.recipient,
+    messages.c.cost,
+    messages.c.funding,
+    messages.c.bucket_id,
+    messages.c.billing,
+)
+
+
+def _units_of(row: Any, conn: Connection) -> int:
+    """Allowance units a message reserved (from its reservation entry)."""
+    value = conn.execute(
+        select(func.coalesce(func.sum(ledger.c.units), 0)).where(
+            ledger.c.message_id == row.id, ledger.c.kind == "reservation"
+        )
+    ).scalar_one()
+    return -int(value)
+
+
+def _country_of(row: Any) -> str | None:
+    from orderbell.billing.prices import destination_country
+
+    return destination_country(Channel(row.channel), row.recipient)
+
+
+def _settle_one(conn: Connection, row: Any, now: datetime, actor: str, debit: bool) -> None:
+    if row.billing != "reserved":
+        return
+    common: dict[str, Any] = {
+        "actor": actor,
+        "channel": row.channel,
+        "country": _country_of(row),
+        "message_id": row.id,
+        "rule_id": row.rule_id,
+    }
+    if row.funding == "allowance":
+        units = _units_of(row, conn)
+        _entry(conn, row.shop_id, now, "release", units=units, bucket_id=row.bucket_id, **common)
+        if debit:
+            _entry(conn, row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
+    else:
+        cost = money(row.cost or 0)
+        _entry(conn, row.shop_id, now, "release", credits=cost, **common)
+        if debit:
+            _entry(conn, row.shop_id, now, "debit", credits=-cost, **common)
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == row.id)
+        .values(billing="debited" if debit else "released")
+    )
+
+
+def settle(
+    conn: Connection,
+    worker: str,
+    outcomes: Sequence[message_store.Outcome],
+    now: datetime,
+) -> None:
+    """Bill a batch's outcomes: debit what was handed to a provider (sent, or possibly sent
+    when the outcome was ambiguous), release what will never be sent. Only messages still
+    leased to this worker are billed, like message_store.finish updates only those."""
+    handed: set[int] = set()
+    released: set[int] = set()
+    for o in outcomes:
+        ambiguous = bool(o.detail and o.detail.get("ambiguous"))
+        if o.status == MessageStatus.SENT.value or ambiguous:
+            handed.add(o.message_id)
+        elif o.status in (
+            MessageStatus.FAILED.value,
+            MessageStatus.EXPIRED.value,
+            MessageStatus.SUPPRESSED.value,
+        ):
+            released.add(o.message_id)
+    ids = handed | released
+    if not ids:
+        return
+    rows = conn.execute(
+        select(*_BILL_COLUMNS).where(
+            messages.c.id.in_(ids),
+            messages.c.lease_owner == worker,
+            messages.c.billing == "reserved",
+        )
+    ).all()
+    shops_touched: set[int] = set()
+    for row in rows:
+        _settle_one(conn, row, now, f"worker:{worker}", debit=row.id in handed)
+        shops_touched.add(row.shop_id)
+    for shop_id in shops_touched:
+        _check_low_balance(conn, shop_id, now)
+
+
+def release_message(conn: Connection, message_id: int, now: datetime, actor: str) -> None:
+    """Give back a message's reservation (it will never be sent)."""
+    row = conn.execute(select(*_BILL_COLUMNS).where(messages.c.id == message_id)).first()
+    if row is not None:
+        _settle_one(conn, row, now, actor, debit=False)
+
+
+def refund_after_submission(conn: Connection, message_id: int, now: datetime, actor: str) -> bool:
+    """A delivery failure after submission: refund unless the shop pays for those."""
+    row = conn.execute(select(*_BILL_COLUMNS).where(messages.c.id == message_id)).first()
+    if row is None or row.billing != "debited":
+        return False
+    if account(conn, row.shop_id, lock=True).charge_failed_after_submission:
+        return False
+    common: dict[str, Any] = {
+        "actor": actor,
+        "channel": row.channel,
+        "message_id": row.id,
+        "rule_id": row.rule_id,
+        "note": "refund: not delivered",
+    }
+    if row.funding == "allowance":
+        _entry(
+            conn,
+            row.shop_id,
+            now,
+            "refund",
+            units=_units_of(row, conn),
+            bucket_id=row.bucket_id,
+            **common,
+        )
+    else:
+        _entry(conn, row.shop_id, now, "refund", credits=money(row.cost or 0), **common)
+    conn.execute(update(messages).where(messages.c.id == row.id).values(billing="refunded"))
+    return True
+
+
+# --------------------------------------------------------------- top-ups and holds
+
+
+def topup(
+    conn: Connection,
+    shop_id: int,
+    amount: object,
+    *,
+    reference: str | None,
+    actor: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Add prepaid credit, then send held messages that are still valid, in order."""
+    value = parse_amount(amount)
+    account(conn, shop_id, lock=True)
+    _entry(conn, shop_id, now, "topup", credits=value, actor=actor, reference=reference)
+    released = resume_held(conn, shop_id, now, actor=actor)
+    _check_low_balance(conn, shop_id, now)
+    return {"amount": fmt(value), "released": released, **summary(conn, shop_id, now)}
+
+
+def adjust(
+    conn: Connection, shop_id: int, amount: object, *, note: str, actor: str, now: datetime
+) -> None:
+    """A manual correction (positive or negative); never below zero available."""
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:
+        raise InvalidInput(f"{amount!r} is not a number", field="amount") from None
+    if not value.is_finite() or value == 0:
+        raise InvalidInput("must be a non-zero number", field="amount")
+    acct = account(conn, shop_id, lock=True)
+    if acct.available + value < 0:
+        raise InvalidInput(
+            f"would leave {acct.available + value} credit; the balance cannot go negative",
+            field="amount",
+        )
+    _entry(conn, shop_id, now, "adjustment", credits=value, actor=actor, note=note)
+
+
+def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
+    """Held messages, oldest first: expired ones are closed, funded ones scheduled; stops at
+    the first one that still cannot be funded (order is kept)."""
+    from orderbell.billing.prices import quote as price_quote
+
+    acct = account(conn, shop_id, lock=True)
+    held = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.rule_id,
+            messages.c.channel,
+            messages.c.recipient,
+            messages.c.segments,
+            messages.c.cost,
+            messages.c.due_at,
+            messages.c.expires_at,
+            messages.c.context,
+        )
+        .where(
+            messages.c.shop_id == shop_id,
+            messages.c.status == MessageStatus.HELD.value,
+            or_(*(messages.c.reason.like(f"{r}%") for r in HOLD_REASONS)),
+        )
+        .order_by(messages.c.due_at, messages.c.id)
+    ).all()
+    released = 0
+    for row in held:
+        if row.expires_at is not None and row.expires_at <= now:
+            _set_status(
+                conn,
+                row.id,
+                now,
+                MessageStatus.EXPIRED,
+                "expired: validity ended while the message was held for credit",
+            )
+            continue
+        channel = Channel(row.channel)
+        units = int(row.segments or 1)
+        q = price_quote(conn, shop_id, acct.plan_id, channel, row.recipient, units)
+        reason = reserve(
+            conn,
+            shop_id=shop_id,
+            message_id=row.id,
+            rule_id=row.rule_id,
+            channel=channel,
+            quote=q,
+            now=now,
+            actor=actor,
+        )
+        if reason is not None:
+            break
+        _set_status(
+            conn,
+            row.id,
+            now,
+            MessageStatus.SCHEDULED,
+            "released: credit is available again",
+            due_at=max(row.due_at, now),
+        )
+        released += 1
+    return released
+
+
+def _set_status(
+    conn: Connection,
+    message_id: int,
+    now: datetime,
+    status: MessageStatus,
+    reason: str,
+    due_at: datetime | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status.value, "reason": reason, "updated_at": now}
+    if due_at is not None:
+        values["due_at"] = due_at
+    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+    message_store.add_log(
+        conn,
+        [message_store.LogEntry(message_id=message_id, at=now, status=status.value, reason=reason)],
+    )
+
+
+# ------------------------------------------------------------------ low balance
+
+
+def _check_low_balance(conn: Connection, shop_id: int, now: datetime) -> None:
+    """One e-mail to the shop per threshold crossed downwards; re-armed by top-ups."""
+    acct = account(conn, shop_id)
+    if not acct.low_balance_thresholds:
+        return
+    below = {t for t in acct.low_balance_below if acct.available < t}
+    crossed = sorted(
+        t for t in acct.low_balance_thresholds if acct.available < t and t not in below
+    )
+    if set(acct.low_balance_below) == below and not crossed:
+        return
+    conn.execute(
+        update(credit_accounts)
+        .where(credit_accounts.c.shop_id == shop_id)
+        .values(low_balance_below=sorted(str(t) for t in below | set(crossed)))
+    )
+    if crossed:
+        _notify_low_balance(conn, shop_id, acct, crossed[0], now)
+
+
+def _notify_low_balance(
+    conn: Connection, shop_id: int, acct: Account, threshold: Decimal, now: datetime
+) -> None:
+    shop = conn.execute(select(shops.c.name, shops.c.email_from).where(shops.c.id == shop_id)).one()
+    to = acct.notify_email or shop.email_from
+    subject = f"orderbell: {shop.name} credit below {threshold}"
+    text = (
+        f"Your available credit is {acct.available}, below your threshold of {threshold}.\n"
+        "Messages that cannot be paid for are held (never dropped) and go out automatically "
+        "after a top-up."
+    )
+    message_id = message_store.insert(
+        conn,
+        {
+            "shop_id": shop_id,
+            "channel": Channel.EMAIL.value,
+            "category": "transactional",
+            "recipient": to,
+            "status": (MessageStatus.SCHEDULED if to else MessageStatus.SUPPRESSED).value,
+            "reason": "low_balance notice" if to else "no_email: the shop has no e-mail address",
+            "due_at": now,
+            "context": {"_system": "low_balance", "_subject": subject, "_text": text},
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    message_store.add_log(
+        conn,
+        [
+            message_store.LogEntry(
+                message_id=message_id,
+                at=now,
+                status="scheduled",
+                reason=f"low balance: below {threshold}",
+            )
+        ],
+    )
+
+
+# ------------------------------------------------------------------------ packages
+
+
+def add_package(
+    conn: Connection,
+    shop_id: int,
+    *,
+    name: str,
+    channel: Channel,
+    allowance: int,
+    carry_over: str,
+    carry_cap: int | None,
+    carry_months: int | None,
+    price: Decimal | None,
+    now: datetime,
+) -> int:
+    """Create a monthly package and grant this period's allowance at once."""
+    from orderbell.store.db import new_id
+
+    if carry_over not in CARRY_OVER:
+        raise InvalidInput(f"must be one of {', '.join(CARRY_OVER)}", field="carry_over")
+    if carry_over == "cap" and (carry_cap is None or carry_cap < 0):
+        raise InvalidInput("a cap carry-over needs carry_cap >= 0", field="carry_cap")
+    if carry_over == "expire" and (carry_months is None or carry_months < 1):
+        raise InvalidInput("an expiring carry-over needs carry_months >= 1", field="carry_months")
+    package_id = new_id(
+        conn.execute(
+            insert(packages).values(
+                shop_id=shop_id,
+                name=name,
+                channel=channel.value,
+                allowance=allowance,
+                carry_over=carry_over,
+                carry_cap=carry_cap,
+                carry_months=carry_months,
+                price=price,
+                active=True,
+                created_at=now,
+            )
+        )
+    )
+    renew(conn, shop_id, now, actor="package")
+    return package_id
+
+
+def renew(conn: Connection, shop_id: int, now: datetime, *, actor: str = "renewal") -> int:
+    """Grant each active package's allowance for the current billing period, once.
+
+    Carries unused allowance over per the package's policy. Running it twice for the same
+    period, or with a clock that went back, grants nothing more. Returns buckets granted.
+    """
+    acct = account(conn, shop_id, lock=True)
+    tz = _shop_tz(conn, shop_id)
+    month = billing_period(now, tz, acct.billing_day)
+    label = _period_label(month)
+    granted = 0
+    for pkg in conn.execute(
+        select(packages).where(packages.c.shop_id == shop_id, packages.c.active.is_(True))
+    ).all():
+        latest = conn.execute(
+            select(func.max(allowance_buckets.c.period)).where(
+                allowance_buckets.c.package_id == pkg.id,
+                allowance_buckets.c.kind == "allowance",
+            )
+        ).scalar()
+        if latest is not None and latest >= label:
+            continue  # this period was granted already (or the clock went back)
+        start = _period_start(conn, shop_id, month, acct.billing_day)
+        _carry_over(conn, shop_id, pkg, month, start, now, actor)
+        bucket_id = _bucket(
+            conn, shop_id, pkg, label, "allowance", _expiry(conn, shop_id, pkg, month, acct), now
+        )
+        _entry(
+            conn,
+            shop_id,
+            now,
+            "allowance",
+            units=pkg.allowance,
+            bucket_id=bucket_id,
+            channel=pkg.channel,
+            actor=actor,
+            reference=f"package:{pkg.id}:{label}",
+        )
+        granted += 1
+    if granted:
+        resume_held(conn, shop_id, now, actor=actor)
+    return granted
+
+
+def _expiry(
+    conn: Connection, shop_id: int, pkg: Any, month: date, acct: Account
+) -> datetime | None:
+    """When units granted for `month` stop being usable."""
+    if pkg.carry_over == "none":
+        return _period_start(conn, shop_id, _add_months(month, 1), acct.billing_day)
+    if pkg.carry_over == "expire":
+        return _period_start(
+            conn, shop_id, _add_months(month, 1 + int(pkg.carry_months)), acct.billing_day
+        )
+    return None
+
+
+def _bucket(
+    conn: Connection,
+    shop_id: int,
+    pkg: Any,
+    label: str,
+    kind: str,
+    expires_at: datetime | None,
+    now: datetime,
+) -> int:
+    from orderbell.store.db import new_id
+
+    existing = conn.execute(
+        select(allowance_buckets.c.id).where(
+            allowance_buckets.c.package_id == pkg.id,
+            allowance_buckets.c.period == label,
+            allowance_buckets.c.kind == kind,
+        )
+    ).first()
+    if existing is not None:
+        return int(existing.id)
+    return new_id(
+        conn.execute(
+            insert(allowance_buckets).values(
+                shop_id=shop_id,
+                package_id=pkg.id,
+                channel=pkg.channel,
+                period=label,
+                kind=kind,
+                remaining=0,
+                expires_at=expires_at,
+                created_at=now,
+            )
+        )
+    )
+
+
+def _carry_over(
+    conn: Connection,
+    shop_id: int,
+    pkg: Any,
+    month: date,
+    start: datetime,
+    now: datetime,
+    actor: str,
+) -> None:
+    """Move last periods' unused allowance into carry-over buckets, or expire it."""
+    old = conn.execute(
+        select(allowance_buckets)
+        .where(
+            allowance_buckets.c.package_id == pkg.id,
+            allowance_buckets.c.remaining > 0,
+            allowance_buckets.c.period < _period_label(month),
+        )
+        .order_by(allowance_buckets.c.period.desc(), allowance_buckets.c.id)
+    ).all()
+    keep_total = 0
+    for bucket in old:
+        common: dict[str, Any] = {"channel": pkg.channel, "actor": actor}
+        if bucket.expires_at is not None and bucket.expires_at <= start:
+            _entry(
+                conn,
+                shop_id,
+                now,
+                "expiry",
+                units=-bucket.remaining,
+                bucket_id=bucket.id,
+                note=f"unused allowance of {bucket.period} expired",
+                **common,
+            )
+            continue
+        keep = bucket.remaining
+        if pkg.carry_over == "cap":
+            keep = max(0, min(bucket.remaining, int(pkg.carry_cap) - keep_total))
+        keep_total += keep
+        if keep < bucket.remaining:
+            _entry(
+                conn,
+                shop_id,
+                now,
+                "expiry",
+                units=-(bucket.remaining - keep),
+                bucket_id=bucket.id,
+                note="over the carry-over cap",
+                **common,
+            )
+        if keep and bucket.kind == "allowance":
+            target = _bucket(
+                conn, shop_id, pkg, bucket.period, "carry_over", bucket.expires_at, now
+            )
+            _entry(
+                conn,
+                shop_id,
+                now,
+                "carry_over",
+                units=-keep,
+                bucket_id=bucket.id,
+                note=f"to {_period_label(month)}",
+                **common,
+            )
+            _entry(
+                conn,
+                shop_id,
+                now,
+                "carry_over",
+                units=keep,
+                bucket_id=target,
+                note=f"from {bucket.period}",
+                **common,
+            )
+
+
+# -------------------------------------------------------------------- reading
+
+
+def summary(conn: Connection, shop_id: int, now: datetime) -> dict[str, Any]:
+    """Balance, reservations, allowances and this month's spending."""
+    acct = account(conn, shop_id)
+    buckets = conn.execute(
+        select(allowance_buckets, packages.c.name.label("package"))
+        .join(packages, packages.c.id == allowance_buckets.c.package_id)
+        .where(allowance_buckets.c.shop_id == shop_id, allowance_buckets.c.remaining > 0)
+        .order_by(allowance_buckets.c.period, allowance_buckets.c.id)
+    ).all()
+    return {
+        "mode": acct.mode,
+        "available": fmt(acct.available),
+        "reserved": fmt(acct.reserved),
+        "balance": fmt(acct.balance),
+        "month_spend": fmt(month_spend(conn, shop_id, now)),
+        "monthly_cap": fmt(acct.monthly_cap) if acct.monthly_cap is not None else None,
+        "billing_day": acct.billing_day,
+        "charge_failed_after_submission": acct.charge_failed_after_submission,
+        "low_balance_thresholds": [str(t) for t in acct.low_balance_thresholds],
+        "allowances": [
+            {
+                "bucket_id": b.id,
+                "package": b.package,
+                "channel": b.channel,
+                "period": b.period,
+                "kind": b.kind,
+                "remaining": b.remaining,
+                "expires_at": b.expires_at.isoformat() if b.expires_at else None,
+                "usable": b.expires_at is None or b.expires_at > now,
+            }
+            for b in buckets
+        ],
+    }
+
+
+def _entry_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "kind": row.kind,
+        "credits": fmt(row.credits),
+        "units": row.units,
+        "channel": row.channel,
+        "country": row.country,
+        "bucket_id": row.bucket_id,
+        "message_id": row.message_id,
+        "rule_id": row.rule_id,
+        "actor": row.actor,
+        "reference": row.reference,
+        "note": row.note,
+    }
+
+
+def entries(
+    conn: Connection,
+    shop_id: int,
+    *,
+    kind: str | None = None,
+    message_id: int | None = None,
+    rule_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Ledger entries, newest first, filtered; page with `before`."""
+    query = select(ledger).where(ledger.c.shop_id == shop_id)
+    if kind is not None:
+        if kind not in KINDS:
+            raise InvalidInput(f"must be one of {', '.join(KINDS)}", field="kind")
+        query = query.where(ledger.c.kind == kind)
+    for column, value in ((ledger.c.message_id, message_id), (ledger.c.rule_id, rule_id)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(ledger.c.at >= since)
+    if until is not None:
+        query = query.where(ledger.c.at < until)
+    if before is not None:
+        query = query.where(ledger.c.id < before)
+    rows = conn.execute(query.order_by(ledger.c.id.desc()).limit(limit)).all()
+    return [_entry_json(r) for r in rows]
+
+
+def parse_month(value: str, field: str = "month") -> date:
+    """A month written YYYY-MM."""
+    try:
+        year, month = (int(p) for p in value.split("-"))
+        return date(year, month, 1)
+    except (ValueError, TypeError):
+        raise InvalidInput("must be a month written YYYY-MM, e.g. 2026-11", field=field) from None
+
+
+def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
+    """A month's charges per channel, destination country and rule (debits net of refunds)."""
+    if conn.execute(select(shops.c.id).where(shops.c.id == shop_id)).first() is None:
+        raise NotFound("shop not found")
+    start, end = month_bounds(conn, shop_id, month)
+    rows = conn.execute(
+        select(
+            ledger.c.channel,
+            ledger.c.country,
+            ledger.c.rule_id,
+            func.count(func.distinct(ledger.c.message_id)).label("messages"),
+            func.coalesce(func.sum(ledger.c.credits, type_=Money), 0).label("credits"),
+            func.coalesce(func.sum(ledger.c.units), 0).label("units"),
+        )
+        .where(
+            ledger.c.shop_id == shop_id,
+            ledger.c.at >= start,
+            ledger.c.at < end,
+            and_(ledger.c.kind.in_(("debit", "refund"))),
+        )
+        .group_by(ledger.c.channel, ledger.c.country, ledger.c.rule_id)
+        .order_by(ledger.c.channel, ledger.c.country, ledger.c.rule_id)
+    ).all()
+    lines = [
+        {
+            "channel": r.channel,
+            "country": r.country,
+            "rule_id": r.rule_id,
+            "messages": int(r.messages),
+            "credits": fmt(-money(r.credits)),
+            "allowance_units": -int(r.units),
+        }
+        for r in rows
+    ]
+    topups = conn.execute(
+        select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
+            ledger.c.shop_id == shop_id,
+            ledger.c.at >= start,
+            ledger.c.at < end,
+            ledger.c.kind == "topup",
+        )
+    ).scalar_one()
+    return {
+        "month": _period_label(month),
+        "from": start.isoformat(),
+        "until": end.isoformat(),
+        "lines": lines,
+        "total_credits": fmt(sum((Decimal(x["credits"]) for x in lines), Decimal(0))),
+        "total_messages": sum(x["messages"] for x in lines),
+        "topups": fmt(topups),
+    }
+
+
+def statement_csv(data: dict[str, Any]) -> str:
+    """The statement as CSV (one line per channel × country × rule, then a total)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["month", "channel", "country", "rule_id", "messages", "credits", "allowance_units"]
+    )
+    for line in data["lines"]:
+        writer.writerow(
+            [
+                data["month"],
+                line["channel"],
+                line["country"] or "",
+                line["rule_id"] or "",
+                line["messages"],
+                line["credits"],
+                line["allowance_units"],
+            ]
+        )
+    writer.writerow(
+        [data["month"], "total", "", "", data["total_messages"], data["total_credits"], ""]
+    )
+    return out.getvalue()
+
+
+def renew_all(conn: Connection, now: datetime) -> int:
+    """Renew packages of every shop that has any (the worker calls this periodically)."""
+    shop_ids = [
+        r.shop_id
+        for r in conn.execute(
+            select(packages.c.shop_id).where(packages.c.active.is_(True)).distinct()
+        ).all()
+    ]
+    return sum(renew(conn, s, now) for s in shop_ids)

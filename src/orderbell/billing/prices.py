@@ -1,0 +1,215 @@
+"""Prices: per channel × destination country (× SMS segments), in credits (Decimal, never float).
+
+A shop's own prices win over its plan's; a plan's over the default list shipped here.
+"*" as a country is the fallback for every country without its own line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import phonenumbers
+from sqlalchemy import Connection, and_, or_, select
+
+from orderbell.domain.calendar import validate_country
+from orderbell.domain.model import Channel
+from orderbell.errors import InvalidInput
+from orderbell.store.schema import price_plans, prices
+
+#: The most decimal places a price may have.
+PRICE_PLACES = 4
+MAX_PRICE = Decimal("1000")
+
+#: The list shipped with orderbell (seeds/001: an SMS to the US is 0.11 credit, an e-mail 0.05).
+DEFAULT_PRICES: dict[tuple[Channel, str], Decimal] = {
+    (Channel.SMS, "*"): Decimal("0.10"),
+    (Channel.SMS, "US"): Decimal("0.11"),
+    (Channel.SMS, "CA"): Decimal("0.11"),
+    (Channel.SMS, "GB"): Decimal("0.08"),
+    (Channel.SMS, "PL"): Decimal("0.07"),
+    (Channel.SMS, "CZ"): Decimal("0.07"),
+    (Channel.SMS, "SK"): Decimal("0.07"),
+    (Channel.SMS, "TR"): Decimal("0.05"),
+    (Channel.SMS, "DE"): Decimal("0.09"),
+    (Channel.SMS, "PT"): Decimal("0.06"),
+    (Channel.EMAIL, "*"): Decimal("0.05"),
+}
+
+
+QUANTUM = Decimal("0.0001")
+
+
+def money(value: object) -> Decimal:
+    """Credits as an exact Decimal with four places (SQLite sums come back as floats)."""
+    return Decimal(str(value)).quantize(QUANTUM)
+
+
+def fmt(value: object) -> str:
+    """Credits as text with four places: "0.1100"."""
+    return str(money(value))
+
+
+def parse_price(value: object, field: str) -> Decimal:
+    """A price in credits: a non-negative decimal with at most four places."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidInput('must be a decimal number written as a string, e.g. "0.07"', field=field)
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{value!r} is not a number", field=field) from None
+    if not price.is_finite():
+        raise InvalidInput("must be a finite number", field=field)
+    if price < 0:
+        raise InvalidInput("must not be negative", field=field)
+    if price > MAX_PRICE:
+        raise InvalidInput(f"must be at most {MAX_PRICE}", field=field)
+    exponent = price.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > PRICE_PLACES:
+        raise InvalidInput(f"has more than {PRICE_PLACES} decimal places", field=field)
+    return price
+
+
+def parse_country(value: object, field: str) -> str:
+    """A price list country: ISO alpha-2 (validated) or "*"."""
+    if value == "*":
+        return "*"
+    return validate_country(value, field=field)
+
+
+def destination_country(channel: Channel, recipient: str | None) -> str | None:
+    """The country an SMS goes to (from its E.164 number); None for e-mail or no number."""
+    if channel is not Channel.SMS or not recipient:
+        return None
+    try:
+        number = phonenumbers.parse(recipient, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.region_code_for_number(number)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What one message costs."""
+
+    cost: Decimal
+    unit_price: Decimal
+    units: int  #: SMS segments (1 for e-mail)
+    country: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-friendly (credits as strings)."""
+        return {
+            "cost": fmt(self.cost),
+            "unit_price": fmt(self.unit_price),
+            "units": self.units,
+            "country": self.country,
+        }
+
+
+def unit_price(
+    conn: Connection, shop_id: int, plan_id: int | None, channel: Channel, country: str | None
+) -> Decimal:
+    """The price of one unit (SMS segment / e-mail) for this shop and destination."""
+    wanted = [country, "*"] if country else ["*"]
+    owner = prices.c.shop_id == shop_id
+    if plan_id is not None:
+        owner = or_(owner, and_(prices.c.plan_id == plan_id, prices.c.shop_id.is_(None)))
+    rows = conn.execute(
+        select(prices.c.shop_id, prices.c.country, prices.c.unit_price).where(
+            owner, prices.c.channel == channel.value, prices.c.country.in_(wanted)
+        )
+    ).all()
+    ranked = sorted(
+        rows, key=lambda r: (r.shop_id is None, wanted.index(r.country))
+    )  # shop's own first, then the exact country before "*"
+    if ranked:
+        return Decimal(ranked[0].unit_price)
+    for key in ([country] if country else []) + ["*"]:
+        if (channel, key) in DEFAULT_PRICES:
+            return DEFAULT_PRICES[(channel, key)]
+    return Decimal(0)
+
+
+def quote(
+    conn: Connection,
+    shop_id: int,
+    plan_id: int | None,
+    channel: Channel,
+    recipient: str | None,
+    segments: int | None,
+) -> Quote:
+    """The cost of one message: unit price × segments (SMS) or the e-mail price."""
+    country = destination_country(channel, recipient)
+    price = unit_price(conn, shop_id, plan_id, channel, country)
+    units = max(1, segments or 1) if channel is Channel.SMS else 1
+    return Quote(cost=price * units, unit_price=price, units=units, country=country)
+
+
+def _lines(items: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Validated price lines; the field names the line that is wrong."""
+    out: list[dict[str, object]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, item in enumerate(items):
+        channel = Channel(str(item["channel"]))
+        country = parse_country(item["country"], field=f"prices[{i}].country")
+        key = (channel.value, country)
+        if key in seen:
+            raise InvalidInput(f"{channel.value} {country} is listed twice", field=f"prices[{i}]")
+        seen.add(key)
+        price = parse_price(item["unit_price"], field=f"prices[{i}].unit_price")
+        out.append({"channel": channel.value, "country": country, "unit_price": price})
+    return out
+
+
+def set_shop_prices(conn: Connection, shop_id: int, items: list[dict[str, object]]) -> None:
+    """Replace a shop's own price lines (validated first: nothing half-written)."""
+    lines = _lines(items)
+    conn.execute(prices.delete().where(prices.c.shop_id == shop_id))
+    if lines:
+        conn.execute(prices.insert(), [{**line, "shop_id": shop_id} for line in lines])
+
+
+def set_plan(conn: Connection, name: str, items: list[dict[str, object]], now: datetime) -> int:
+    """Create or replace a shared price plan; returns its id."""
+    from orderbell.store.db import new_id
+
+    lines = _lines(items)
+    row = conn.execute(select(price_plans.c.id).where(price_plans.c.name == name)).first()
+    plan_id = (
+        int(row.id)
+        if row
+        else new_id(conn.execute(price_plans.insert().values(name=name, created_at=now)))
+    )
+    conn.execute(prices.delete().where(prices.c.plan_id == plan_id, prices.c.shop_id.is_(None)))
+    if lines:
+        conn.execute(prices.insert(), [{**line, "plan_id": plan_id} for line in lines])
+    return plan_id
+
+
+def plan_id(conn: Connection, name: str) -> int:
+    """A plan's id by name, or InvalidInput."""
+    row = conn.execute(select(price_plans.c.id).where(price_plans.c.name == name)).first()
+    if row is None:
+        raise InvalidInput(f"no price plan named {name!r}", field="plan")
+    return int(row.id)
+
+
+def effective(conn: Connection, shop_id: int, plan: int | None) -> list[dict[str, object]]:
+    """Every price line that applies to the shop, with where it comes from."""
+    table: dict[tuple[str, str], dict[str, object]] = {
+        (ch.value, country): {"source": "default", "unit_price": fmt(price)}
+        for (ch, country), price in DEFAULT_PRICES.items()
+    }
+    if plan is not None:
+        for r in conn.execute(
+            select(prices).where(prices.c.plan_id == plan, prices.c.shop_id.is_(None))
+        ):
+            table[(r.channel, r.country)] = {"source": "plan", "unit_price": fmt(r.unit_price)}
+    for r in conn.execute(select(prices).where(prices.c.shop_id == shop_id)):
+        table[(r.channel, r.country)] = {"source": "shop", "unit_price": fmt(r.unit_price)}
+    return [
+        {"channel": ch, "country": country, **value}
+        for (ch, country), value in sorted(table.items())
+    ]

@@ -1,0 +1,399 @@
+"""Credits through the API and the real pipeline: costs known before sending, holds and their
+release after a top-up, packages with carry-over, spending caps, low-balance notices,
+statements, and a ledger whose sum is the balance — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from tests.conftest import make_shop
+from tests.support import drain, messages, rule, template
+
+from orderbell.api.schemas import EventIn
+from orderbell.billing import credits
+from orderbell.clock import ManualClock
+from orderbell.compose import Services
+from orderbell.store.schema import allowance_buckets, credit_accounts, ledger
+from orderbell.store.schema import messages as messages_table
+
+AT = "2026-11-20T10:00:00+03:00"
+TR_PHONE = "+905321234567"  # SMS to TR: 0.05 credit per segment in the default list
+
+
+def billed_shop(client: TestClient, topup: str | None, **fields: Any) -> dict[str, Any]:
+    shop = make_shop(client, "paid", topup=topup, **fields)
+    body = template(client, shop, "Order {{ order_code }} received", name="t")
+    rule(client, shop, name="new", trigger={"event_type": "order.created"},
+         action={"channel": "sms", "template_id": body, "validity_minutes": 600})  # fmt: skip
+    return shop
+
+
+def order_event(code: str, at: str = AT, phone: str = TR_PHONE) -> dict[str, Any]:
+    return {"type": "order.created", "occurred_at": at, "order": {"code": code},
+            "customer": {"id": f"c-{code}", "phone": phone}}  # fmt: skip
+
+
+def post(client: TestClient, shop: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    r = client.post("/v1/events", headers=shop["auth"], json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def summary(client: TestClient, shop: dict[str, Any]) -> dict[str, Any]:
+    r = client.get("/v1/credits", headers=shop["auth"])
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def assert_ledger_adds_up(services: Services) -> None:
+    """available == sum of ledger credits; bucket remaining == sum of its units; >= 0."""
+    with services.engine.connect() as conn:
+        for acct in conn.execute(select(credit_accounts)).all():
+            total = conn.execute(
+                select(func.coalesce(func.sum(ledger.c.credits), 0)).where(
+                    ledger.c.shop_id == acct.shop_id
+                )
+            ).scalar_one()
+            assert credits.money(total) == credits.money(acct.available)
+            assert credits.money(acct.available) >= 0
+            assert credits.money(acct.reserved) >= 0
+        for bucket in conn.execute(select(allowance_buckets)).all():
+            units = conn.execute(
+                select(func.coalesce(func.sum(ledger.c.units), 0)).where(
+                    ledger.c.bucket_id == bucket.id
+                )
+            ).scalar_one()
+            assert int(units) == bucket.remaining >= 0
+
+
+def test_cost_is_known_when_planned_and_debited_when_sent(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat(AT))
+    result = post(client, shop, order_event("A-1"))
+    [planned] = result["messages"]
+    assert planned["cost"] == "0.0500"
+    assert summary(client, shop)["reserved"] == "0.0500"
+    assert summary(client, shop)["available"] == "0.9500"
+    simulated = client.post("/v1/simulate", headers=shop["auth"], json=order_event("S-1")).json()
+    assert simulated["messages"][0]["cost"] == {
+        "cost": "0.0500", "unit_price": "0.0500", "units": 1, "country": "TR"
+    }  # fmt: skip
+    drain(services)
+    [message] = messages(client, shop)
+    detail = client.get(f"/v1/messages/{message['id']}", headers=shop["auth"]).json()
+    assert (detail["status"], detail["cost"], detail["billing"]) == ("sent", "0.0500", "debited")
+    after = summary(client, shop)
+    assert (after["available"], after["reserved"], after["balance"]) == ("0.9500", "0.0000",
+                                                                         "0.9500")  # fmt: skip
+    kinds = [e["kind"] for e in client.get("/v1/credits/ledger", headers=shop["auth"],
+                                           params={"message_id": message["id"]}).json()["items"]]  # fmt: skip
+    assert sorted(kinds) == ["debit", "release", "reservation"]
+    assert_ledger_adds_up(services)
+
+
+def test_long_sms_costs_per_segment(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = make_shop(client, "long", topup="1")
+    body = template(client, shop, "Zamówienie {{ order_code }} " + "ż" * 80, name="pl")
+    rule(client, shop, name="new", trigger={"event_type": "order.created"},
+         action={"channel": "sms", "template_id": body})  # fmt: skip
+    clock.set(datetime.fromisoformat(AT))
+    [planned] = post(client, shop, order_event("L-1", phone="+48600700800"))["messages"]
+    assert planned["cost"] == "0.1400"  # UCS-2, 2 segments × 0.07 to PL
+
+
+def test_no_credit_holds_and_top_up_releases_in_order(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "0.10")
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(4):
+        post(client, shop, order_event(f"H-{i}"))
+    statuses = [m["status"] for m in messages(client, shop)]
+    assert statuses == ["scheduled", "scheduled", "held", "held"]
+    held = messages(client, shop)[2]
+    assert held["reason"].startswith("insufficient_credit")
+    drain(services)
+    assert [m["status"] for m in messages(client, shop)] == ["sent", "sent", "held", "held"]
+
+    clock.advance(timedelta(minutes=5))
+    top = client.post("/v1/credits/topups", headers=shop["auth"],
+                      json={"amount": "0.05", "reference": "pay_1"})  # fmt: skip
+    assert top.status_code == 201, top.text
+    assert top.json()["released"] == 1
+    assert [m["status"] for m in messages(client, shop)] == ["sent", "sent", "scheduled", "held"]
+    drain(services)
+    # the oldest held message went first; the newer one waits for more credit
+    assert [m["status"] for m in messages(client, shop)] == ["sent", "sent", "sent", "held"]
+    assert_ledger_adds_up(services)
+
+
+def test_held_message_past_validity_expires_instead_of_sending(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, None)
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("V-1"))
+    assert messages(client, shop)[0]["status"] == "held"
+    clock.advance(timedelta(hours=11))  # validity is 600 minutes
+    r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "5"})
+    assert r.json()["released"] == 0
+    drain(services)
+    [message] = messages(client, shop)
+    assert message["status"] == "expired"
+    assert summary(client, shop)["available"] == "5.0000"
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [("0", "greater than zero"), ("-5", "greater than zero"), ("ten", "pattern"),
+     ("1.00001", "decimal places"), ("1e9999", "pattern")],
+)  # fmt: skip
+def test_bad_top_ups_are_refused_and_change_nothing(
+    client: TestClient, services: Services, amount: str, reason: str
+) -> None:
+    shop = billed_shop(client, "1")
+    r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": amount})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "amount"
+    assert reason in r.json()["error"]["message"] or reason == "pattern"
+    assert summary(client, shop)["available"] == "1.0000"
+    bad_type = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": 5.5})
+    assert bad_type.status_code == 422 and bad_type.json()["error"]["field"] == "amount"
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "reason"),
+    [
+        ({"channel": "sms", "country": "PL", "unit_price": "0.07001"}, "prices[0].unit_price",
+         "decimal places"),
+        ({"channel": "sms", "country": "QQ", "unit_price": "0.07"}, "prices[0].country",
+         "unknown country"),
+        ({"channel": "fax", "country": "PL", "unit_price": "0.07"}, "prices.0.channel", ""),
+        ({"channel": "sms", "country": "PL", "unit_price": "-1"}, "prices[0].unit_price",
+         "negative"),
+    ],
+)  # fmt: skip
+def test_bad_prices_are_refused(
+    client: TestClient, services: Services, line: dict[str, str], field: str, reason: str
+) -> None:
+    shop = billed_shop(client, "1")
+    r = client.put("/v1/credits/prices", headers=shop["auth"],
+                   json={"prices": [{"channel": "email", "country": "*", "unit_price": "0.04"},
+                                    line][1:]})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field
+    assert reason in r.json()["error"]["message"]
+    own = [p for p in client.get("/v1/credits/prices", headers=shop["auth"]).json()["items"]
+           if p["source"] == "shop"]  # fmt: skip
+    assert own == []
+
+
+def test_shop_prices_override_the_default_list(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "1")
+    r = client.put("/v1/credits/prices", headers=shop["auth"],
+                   json={"prices": [{"channel": "sms", "country": "TR", "unit_price": "0.0321"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    clock.set(datetime.fromisoformat(AT))
+    [planned] = post(client, shop, order_event("P-1"))["messages"]
+    assert planned["cost"] == "0.0321"
+    us = post(client, shop, order_event("P-2", phone="+12025550123"))["messages"]
+    assert us[0]["cost"] == "0.1100"  # seeds/001: an SMS to the US costs 0.11 credit
+
+
+def test_parallel_sends_with_credit_for_exactly_half(
+    services: Services, client: TestClient, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "2.50")  # 50 × 0.05
+    clock.set(datetime.fromisoformat(AT))
+    with services.engine.connect() as conn:
+        shop_id = int(conn.execute(select(credit_accounts.c.shop_id)).scalar_one())
+    errors: list[BaseException] = []
+
+    def send(i: int) -> None:
+        try:
+            services.ingestor.ingest(shop_id, EventIn.model_validate(order_event(f"R-{i}")))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    drain(services)
+    statuses = [m["status"] for m in messages(client, shop)]
+    assert statuses.count("sent") == 50 and statuses.count("held") == 50
+    assert summary(client, shop)["available"] == "0.0000"
+    with services.engine.connect() as conn:
+        debits = conn.execute(
+            select(ledger.c.message_id, func.count())
+            .where(ledger.c.kind == "debit")
+            .group_by(ledger.c.message_id)
+        ).all()
+    assert len(debits) == 50 and all(n == 1 for _, n in debits)
+    assert_ledger_adds_up(services)
+
+
+def test_package_allowance_first_then_credit_and_carry_over(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat("2026-11-05T10:00:00+03:00"))
+    pkg = client.post("/v1/credits/packages", headers=shop["auth"],
+                      json={"name": "1000 SMS", "channel": "sms", "allowance": 2,
+                            "carry_over": "unlimited", "price": "31"})  # fmt: skip
+    assert pkg.status_code == 201, pkg.text
+    [bucket] = pkg.json()["allowances"]
+    assert (bucket["period"], bucket["remaining"]) == ("2026-11", 2)
+    post(client, shop, order_event("K-1", at="2026-11-05T10:00:00+03:00"))
+    drain(services)
+    state = summary(client, shop)
+    assert state["available"] == "1.0000"  # paid from the allowance
+    assert state["allowances"][0]["remaining"] == 1
+
+    # December: the unused November message carries over and is used before December's
+    clock.set(datetime.fromisoformat("2026-12-01T09:00:00+03:00"))
+    renewed = client.post("/v1/credits/renew", headers=shop["auth"]).json()
+    assert renewed["granted"] == 1
+    again = client.post("/v1/credits/renew", headers=shop["auth"]).json()
+    assert again["granted"] == 0  # renewing twice for one month counts once
+    kinds = {(a["period"], a["kind"]): a["remaining"] for a in again["allowances"]}
+    assert kinds == {("2026-11", "carry_over"): 1, ("2026-12", "allowance"): 2}
+    post(client, shop, order_event("K-2", at="2026-12-01T09:00:00+03:00"))
+    drain(services)
+    kinds = {(a["period"], a["kind"]): a["remaining"] for a in summary(client, shop)["allowances"]}
+    assert kinds == {("2026-12", "allowance"): 2}
+    # a clock that jumps back grants nothing
+    clock.set(datetime.fromisoformat("2026-11-20T09:00:00+03:00"))
+    assert client.post("/v1/credits/renew", headers=shop["auth"]).json()["granted"] == 0
+    # spending past the allowance falls back to prepaid credit
+    clock.set(datetime.fromisoformat("2026-12-02T09:00:00+03:00"))
+    for i in range(3):
+        post(client, shop, order_event(f"K-{3 + i}", at="2026-12-02T09:00:00+03:00"))
+    drain(services)
+    assert summary(client, shop)["available"] == "0.9500"
+    assert_ledger_adds_up(services)
+
+
+def test_no_carry_over_expires_unused_allowance(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat("2026-11-05T10:00:00+03:00"))
+    client.post("/v1/credits/packages", headers=shop["auth"],
+                json={"name": "p", "channel": "sms", "allowance": 5, "carry_over": "none"})  # fmt: skip
+    clock.set(datetime.fromisoformat("2026-12-01T00:00:01+03:00"))
+    state = client.post("/v1/credits/renew", headers=shop["auth"]).json()
+    assert [(a["period"], a["remaining"]) for a in state["allowances"]] == [("2026-12", 5)]
+    expired = client.get("/v1/credits/ledger", headers=shop["auth"],
+                         params={"kind": "expiry"}).json()["items"]  # fmt: skip
+    assert [e["units"] for e in expired] == [-5]
+    assert_ledger_adds_up(services)
+
+
+def test_spending_cap_holds_like_missing_credit(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "10")
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.10"})
+    assert r.status_code == 200 and r.json()["monthly_cap"] == "0.1000"
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(3):
+        post(client, shop, order_event(f"C-{i}"))
+    statuses = [(m["status"], m["reason"][:12]) for m in messages(client, shop)]
+    assert statuses[2] == ("held", "spending_cap")
+    assert [s for s, _ in statuses[:2]] == ["scheduled", "scheduled"]
+
+
+def test_low_balance_email_once_per_threshold_crossing(
+    client: TestClient, services: Services, clock: ManualClock, outbox: Any
+) -> None:
+    shop = billed_shop(client, "0.20", email_from="owner@shop.example")
+    client.patch("/v1/credits/settings", headers=shop["auth"],
+                 json={"low_balance_thresholds": ["0.12"]})  # fmt: skip
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(3):  # 0.20 → 0.15 → 0.10 (crosses 0.12) → 0.05
+        post(client, shop, order_event(f"B-{i}"))
+    drain(services)
+    notices = [line for line in outbox.lines() if line["channel"] == "email"]
+    assert len(notices) == 1
+    assert notices[0]["to"] == "owner@shop.example"
+    assert "below 0.12" in notices[0]["subject"]
+    client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "1"})
+    for i in range(3, 23):
+        post(client, shop, order_event(f"B-{i}"))
+    drain(services)
+    notices = [line for line in outbox.lines() if line["channel"] == "email"]
+    assert len(notices) == 2  # re-armed by the top-up, crossed again once
+
+
+def test_statement_per_channel_country_and_rule_as_json_and_csv(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "5")
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("T-1"))
+    post(client, shop, order_event("T-2"))
+    post(client, shop, order_event("T-3", phone="+12025550123"))
+    drain(services)
+    data = client.get("/v1/credits/statement", headers=shop["auth"],
+                      params={"month": "2026-11"}).json()  # fmt: skip
+    lines = {(x["channel"], x["country"]): (x["messages"], x["credits"]) for x in data["lines"]}
+    assert lines == {("sms", "TR"): (2, "0.1000"), ("sms", "US"): (1, "0.1100")}
+    assert data["total_credits"] == "0.2100" and data["topups"] == "5.0000"
+    text = client.get("/v1/credits/statement", headers=shop["auth"],
+                      params={"month": "2026-11", "format": "csv"}).text  # fmt: skip
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][:3] == ["month", "channel", "country"]
+    assert rows[-1][1] == "total" and rows[-1][5] == "0.2100"
+    empty = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "2026-10"})
+    assert empty.json()["lines"] == []
+    bad = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "Nov"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "month"
+
+
+def test_failure_after_submission_is_refunded_when_the_shop_is_not_charged(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "1")
+    client.patch("/v1/credits/settings", headers=shop["auth"],
+                 json={"charge_failed_after_submission": False})  # fmt: skip
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("F-1"))
+    drain(services)
+    [message] = messages(client, shop)
+    with services.engine.begin() as conn:
+        assert credits.refund_after_submission(conn, message["id"], clock.now(), "dlr")
+        assert not credits.refund_after_submission(conn, message["id"], clock.now(), "dlr")
+    assert summary(client, shop)["available"] == "1.0000"
+    assert_ledger_adds_up(services)
+
+
+def test_unmetered_shop_sees_costs_but_is_not_charged(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, None, billing="unmetered")
+    clock.set(datetime.fromisoformat(AT))
+    [planned] = post(client, shop, order_event("U-1"))["messages"]
+    assert planned["cost"] == "0.0500" and planned["status"] == "scheduled"
+    drain(services)
+    assert messages(client, shop)[0]["status"] == "sent"
+    with services.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ledger)).scalar_one() == 0
+        assert conn.execute(select(messages_table.c.billing)).scalar_one() is None
+    assert Decimal(summary(client, shop)["available"]) == 0
