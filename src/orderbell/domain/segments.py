@@ -62,8 +62,36 @@ def _cost(char: str, encoding: str) -> int:
     return 2 if ord(char) > 0xFFFF else 1
 
 
+def _even_parts(text: str, single: int, multi: int) -> tuple[str, ...]:
+    if len(text) <= single:
+        return (text,) if text else ()
+    return tuple(text[i : i + multi] for i in range(0, len(text), multi))
+
+
 def analyse(text: str) -> SmsInfo:
     """Encoding, length in units, segment count, parts and the characters forcing UCS-2."""
+    chars = set(text)
+    if chars <= GSM7_BASIC:  # the common case: one septet per character, plain slicing
+        parts = _even_parts(text, 160, 153)
+        return SmsInfo(
+            encoding=GSM7, units=len(text), segments=len(parts), parts=parts, unicode_chars=()
+        )
+    if not chars & GSM7_EXTENSION and all(ord(c) <= 0xFFFF for c in chars):
+        forcing = [c for c in dict.fromkeys(text) if c not in GSM7_BASIC]
+        if forcing:  # UCS-2 without surrogate pairs: one unit per character
+            parts = _even_parts(text, 70, 67)
+            return SmsInfo(
+                encoding=UCS2,
+                units=len(text),
+                segments=len(parts),
+                parts=parts,
+                unicode_chars=tuple(forcing),
+            )
+    return _analyse_slow(text)
+
+
+def _analyse_slow(text: str) -> SmsInfo:
+    """Texts with extension characters or surrogate pairs: parts never split them."""
     forcing: list[str] = []
     seen: set[str] = set()
     for char in text:

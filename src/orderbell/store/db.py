@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,33 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy issue BEGIN IMMEDIATE itself: one writer at a time, no upgrade deadlocks.
         event.listen(engine, "connect", _disable_pysqlite_begin)
-        event.listen(engine, "begin", _begin_immediate)
+        # Writers in this process queue on a lock instead of SQLite's busy handler, which
+        # sleeps in growing steps (up to 100 ms) and turns contention into latency.
+        writer = threading.Lock()
+
+        def begin(conn: Any) -> None:
+            if not writer.acquire(timeout=30):
+                raise TimeoutError("waited 30 s for the SQLite write lock")
+            conn.info["orderbell_writer"] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                end(conn)
+                raise
+
+        def end(conn: Any) -> None:
+            if conn.info.pop("orderbell_writer", False):
+                writer.release()
+
+        event.listen(engine, "begin", begin)
+        event.listen(engine, "commit", end)
+        event.listen(engine, "rollback", end)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
-
-
-def _begin_immediate(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def alembic_config(url: str) -> Config:
