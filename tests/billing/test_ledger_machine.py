@@ -1,0 +1,235 @@
+"""A hypothesis state machine over schedule / send / fail / expire / top-up / renew / month end,
+driving the real ingest, dispatcher and ledger on SQLite. After every step:
+
+- the account's available credit is the sum of the ledger and never negative;
+- every message handed to a provider has exactly one debit, and no other message has one;
+- an allowance bucket's remaining units are the sum of its entries, never negative;
+- carried-over allowance is used before this month's allowance and before prepaid credit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from sqlalchemy import func, select
+
+from orderbell.api.schemas import EventIn, RuleIn, ShopIn, TemplateIn
+from orderbell.billing import credits
+from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
+from orderbell.clock import ManualClock
+from orderbell.compose import build
+from orderbell.domain.model import Channel
+from orderbell.settings import Settings
+from orderbell.store import rules as rule_store
+from orderbell.store import shops as shop_store
+from orderbell.store import templates as template_store
+from orderbell.store.db import make_engine, migrate
+from orderbell.store.schema import allowance_buckets, attempts, credit_accounts, ledger, messages
+
+
+class ScriptedProvider:
+    """A provider whose next answers the machine chooses; records what it was handed."""
+
+    name = "scripted"
+    channel = Channel.SMS
+
+    def __init__(self) -> None:
+        self.mode = Outcome.ACCEPTED
+        self.handed: list[int] = []
+
+    async def send(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        results = []
+        for m in batch:
+            if self.mode in (Outcome.ACCEPTED, Outcome.AMBIGUOUS):
+                self.handed.append(m.id)
+            results.append(SendResult(message_id=m.id, outcome=self.mode, error_code="x"))
+        return results
+
+    async def close(self) -> None:
+        return None
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def migrated_database() -> Path:
+    """One migrated empty database per session; each example starts from a copy of it."""
+    if "path" not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="orderbell-ledger-"))
+        engine = make_engine(f"sqlite:///{folder / 'template.db'}")
+        migrate(engine)
+        engine.dispose()
+        _TEMPLATE["path"] = folder / "template.db"
+    return _TEMPLATE["path"]
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Random lives of messages against one shop's credits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.clock = ManualClock(datetime(2026, 11, 10, 9, 0, tzinfo=UTC))
+        self.provider = ScriptedProvider()
+        outbox = Path(self.tmp.name) / "outbox.jsonl"
+        shutil.copy(migrated_database(), Path(self.tmp.name) / "ledger.db")
+        self.svc = build(
+            Settings(  # type: ignore[call-arg]
+                database_url=f"sqlite:///{self.tmp.name}/ledger.db",
+                outbox_file=outbox,
+                embedded_worker=False,
+                max_attempts=2,
+                retry_base_seconds=1,
+            ),
+            clock=self.clock,
+            providers={Channel.SMS: self.provider, Channel.EMAIL: self.provider},  # type: ignore[dict-item]
+            run_migrations=False,
+        )
+        self.events = 0
+
+    @initialize(allowance=st.integers(min_value=0, max_value=3), carry=st.sampled_from(
+        ["none", "unlimited", "cap"]))  # fmt: skip
+    def open_shop(self, allowance: int, carry: str) -> None:
+        now = self.clock.now()
+        with self.svc.engine.begin() as conn:
+            shop = shop_store.create(
+                conn, ShopIn(name="M", slug="machine", timezone="Europe/Warsaw", country="PL"), now
+            )
+            self.shop_id = int(shop.id)
+            tpl = template_store.create(
+                conn, self.shop_id, TemplateIn(name="t", channel="sms", body="Order {{ order_code }}"),
+                now,
+            )  # fmt: skip
+            rule_store.create(conn, self.shop_id, RuleIn.model_validate(
+                {"name": "r", "trigger": {"event_type": "order.created"},
+                 "action": {"channel": "sms", "template_id": tpl["id"], "validity_minutes": 90}}),
+                now)  # fmt: skip
+            if allowance:
+                credits.add_package(conn, self.shop_id, name="p", channel=Channel.SMS,
+                                    allowance=allowance, carry_over=carry, carry_cap=1,
+                                    carry_months=None, price=None, now=now)  # fmt: skip
+
+    @rule(count=st.integers(min_value=1, max_value=4))
+    def schedule(self, count: int) -> None:
+        for _ in range(count):
+            self.events += 1
+            self.svc.ingestor.ingest(self.shop_id, EventIn.model_validate(
+                {"type": "order.created", "occurred_at": self.clock.now().isoformat(),
+                 "order": {"code": f"O{self.events}"},
+                 "customer": {"id": f"c{self.events}", "phone": "+48600700800"}}))  # fmt: skip
+
+    @rule(mode=st.sampled_from([Outcome.ACCEPTED, Outcome.RETRYABLE, Outcome.PERMANENT,
+                                Outcome.AMBIGUOUS]))  # fmt: skip
+    def send(self, mode: Outcome) -> None:
+        self.provider.mode = mode
+        asyncio.run(self.svc.dispatcher("m").drain())
+
+    @rule(minutes=st.integers(min_value=1, max_value=120))
+    def time_passes(self, minutes: int) -> None:
+        self.clock.advance(timedelta(minutes=minutes))
+
+    @rule(amount=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("0.50"), places=2))
+    def top_up(self, amount: Decimal) -> None:
+        with self.svc.engine.begin() as conn:
+            credits.topup(conn, self.shop_id, str(amount), reference=None, actor="m",
+                          now=self.clock.now())  # fmt: skip
+
+    @rule()
+    def renew(self) -> None:
+        with self.svc.engine.begin() as conn:
+            credits.renew(conn, self.shop_id, self.clock.now())
+
+    @rule()
+    def month_end(self) -> None:
+        now = self.clock.now()
+        first = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=8)
+        self.clock.set(max(now, first))
+        with self.svc.engine.begin() as conn:
+            credits.renew(conn, self.shop_id, self.clock.now())
+
+    @invariant()
+    def ledger_adds_up(self) -> None:
+        if not hasattr(self, "shop_id"):
+            return
+        with self.svc.engine.connect() as conn:
+            acct = conn.execute(select(credit_accounts)).one()
+            total = conn.execute(select(func.coalesce(func.sum(ledger.c.credits), 0))).scalar_one()
+            assert credits.money(total) == credits.money(acct.available) >= 0
+            assert credits.money(acct.reserved) >= 0
+            for bucket in conn.execute(select(allowance_buckets)).all():
+                units = conn.execute(
+                    select(func.coalesce(func.sum(ledger.c.units), 0)).where(
+                        ledger.c.bucket_id == bucket.id
+                    )
+                ).scalar_one()
+                assert int(units) == bucket.remaining >= 0
+            debits = dict(
+                conn.execute(
+                    select(ledger.c.message_id, func.count())
+                    .where(ledger.c.kind == "debit")
+                    .group_by(ledger.c.message_id)
+                ).all()
+            )
+            handed = set(self.provider.handed)
+            assert set(debits) == handed, (debits, handed)
+            assert all(n == 1 for n in debits.values())
+            # a sent message is debited; a pending one is still paid for (reserved, or
+            # debited already when an ambiguous attempt may have reached the provider)
+            for row in conn.execute(select(messages.c.status, messages.c.billing)).all():
+                if row.status == "sent":
+                    assert row.billing == "debited"
+                if row.status in ("scheduled", "deferred"):
+                    assert row.billing in ("reserved", "debited")
+            assert conn.execute(select(func.count()).select_from(attempts)).scalar_one() >= len(
+                handed
+            )
+
+    @invariant()
+    def carried_over_allowance_is_used_first(self) -> None:
+        """Replaying the ledger: whenever a reservation was funded from this month's
+        allowance or from credit, no carried-over bucket could have paid for it."""
+        if not hasattr(self, "shop_id"):
+            return
+        with self.svc.engine.connect() as conn:
+            buckets = {b.id: b for b in conn.execute(select(allowance_buckets)).all()}
+            remaining = dict.fromkeys(buckets, 0)
+            for entry in conn.execute(select(ledger).order_by(ledger.c.id)).all():
+                if entry.kind == "reservation":
+                    need = -entry.units if entry.bucket_id is not None else 1
+                    kind = buckets[entry.bucket_id].kind if entry.bucket_id else "credit"
+                    if kind != "carry_over":
+                        usable = [
+                            b
+                            for b in buckets.values()
+                            if b.kind == "carry_over"
+                            and remaining[b.id] >= need
+                            and (b.expires_at is None or b.expires_at > entry.at)
+                        ]
+                        assert not usable, (entry, usable)
+                if entry.bucket_id is not None:
+                    remaining[entry.bucket_id] += entry.units
+
+    def teardown(self) -> None:
+        self.svc.engine.dispose()
+        self.tmp.cleanup()
+
+
+LedgerMachine.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    # no shrinking: each step runs the real pipeline, and shrinking a long run takes minutes;
+    # a failure prints its whole step sequence instead
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+TestLedgerMachine = LedgerMachine.TestCase
