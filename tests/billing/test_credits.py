@@ -318,6 +318,13 @@ def test_spending_cap_holds_like_missing_credit(
     statuses = [(m["status"], m["reason"][:12]) for m in messages(client, shop)]
     assert statuses[2] == ("held", "spending_cap")
     assert [s for s, _ in statuses[:2]] == ["scheduled", "scheduled"]
+    lifted = client.patch("/v1/credits/settings", headers=shop["auth"],
+                          json={"clear_monthly_cap": True})  # fmt: skip
+    assert lifted.status_code == 200 and lifted.json()["monthly_cap"] is None
+    assert [m["status"] for m in messages(client, shop)] == ["scheduled"] * 3
+    drain(services)
+    assert [m["status"] for m in messages(client, shop)] == ["sent"] * 3
+    assert_ledger_adds_up(services)
 
 
 def test_low_balance_email_once_per_threshold_crossing(

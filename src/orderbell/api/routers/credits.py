@@ -126,6 +126,8 @@ def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> An
             conn.execute(
                 update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
             )
+            # a raised cap or a switch to unmetered may fund held messages now
+            credits.resume_held(conn, shop, svc.clock.now(), actor="api")
         return credits.summary(conn, shop, svc.clock.now())
 
 
