@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
-from orderbell.billing.prices import Quote, fmt, money
+from orderbell.billing.prices import Quote, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
 from orderbell.domain.model import Channel, MessageStatus
 from orderbell.errors import InvalidInput, NotFound
@@ -84,24 +84,7 @@ class Account:
 
 def parse_amount(value: object, field: str = "amount") -> Decimal:
     """A positive amount of credits with at most four decimal places."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(
-            'must be a decimal number written as a string, e.g. "25.00"', field=field
-        )
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{value!r} is not a number", field=field) from None
-    if not amount.is_finite():
-        raise InvalidInput("must be a finite number", field=field)
-    if amount <= 0:
-        raise InvalidInput("must be greater than zero", field=field)
-    if amount > MAX_TOPUP:
-        raise InvalidInput(f"must be at most {MAX_TOPUP}", field=field)
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > PLACES:
-        raise InvalidInput(f"has more than {PLACES} decimal places", field=field)
-    return amount
+    return parse_credits(value, field, maximum=MAX_TOPUP, allow_zero=False, example="25.00")
 
 
 def _account(row: Any) -> Account:

@@ -51,24 +51,36 @@ def fmt(value: object) -> str:
     return str(money(value))
 
 
-def parse_price(value: object, field: str) -> Decimal:
-    """A price in credits: a non-negative decimal with at most four places."""
+def parse_credits(
+    value: object, field: str, *, maximum: Decimal, allow_zero: bool, example: str = "0.07"
+) -> Decimal:
+    """An amount of credits: a decimal written as a string (or an integer), finite, not
+    negative (positive unless `allow_zero`), at most `maximum`, at most four places."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput('must be a decimal number written as a string, e.g. "0.07"', field=field)
+        raise InvalidInput(
+            f'must be a decimal number written as a string, e.g. "{example}"', field=field
+        )
     try:
-        price = Decimal(str(value).strip())
+        amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise InvalidInput(f"{value!r} is not a number", field=field) from None
-    if not price.is_finite():
+    if not amount.is_finite():
         raise InvalidInput("must be a finite number", field=field)
-    if price < 0:
-        raise InvalidInput("must not be negative", field=field)
-    if price > MAX_PRICE:
-        raise InvalidInput(f"must be at most {MAX_PRICE}", field=field)
-    exponent = price.as_tuple().exponent
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise InvalidInput(
+            "must not be negative" if allow_zero else "must be greater than zero", field=field
+        )
+    if amount > maximum:
+        raise InvalidInput(f"must be at most {maximum}", field=field)
+    exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > PRICE_PLACES:
         raise InvalidInput(f"has more than {PRICE_PLACES} decimal places", field=field)
-    return price
+    return amount
+
+
+def parse_price(value: object, field: str) -> Decimal:
+    """A price in credits: zero or more, at most four places."""
+    return parse_credits(value, field, maximum=MAX_PRICE, allow_zero=True)
 
 
 def parse_country(value: object, field: str) -> str:

@@ -253,6 +253,15 @@ class RuleVerdict:
     matched: bool
     reason: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape the API, the simulator and the ingest result share."""
+        return {
+            "rule_id": self.rule_id,
+            "rule": self.rule_name,
+            "matched": self.matched,
+            "reason": self.reason,
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:

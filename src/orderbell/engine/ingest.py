@@ -248,15 +248,7 @@ class Ingestor:
         ]
         return {
             "stale": False,
-            "verdicts": [
-                {
-                    "rule_id": v.rule_id,
-                    "rule": v.rule_name,
-                    "matched": v.matched,
-                    "reason": v.reason,
-                }
-                for v in verdicts
-            ],
+            "verdicts": [v.as_dict() for v in verdicts],
             "messages": stored,
         }
 

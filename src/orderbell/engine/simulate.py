@@ -122,14 +122,6 @@ class Simulator:
                     item.update(text=None, error=exc.as_dict()["error"])
                 out.append(item)
         return {
-            "verdicts": [
-                {
-                    "rule_id": v.rule_id,
-                    "rule": v.rule_name,
-                    "matched": v.matched,
-                    "reason": v.reason,
-                }
-                for v in verdicts
-            ],
+            "verdicts": [v.as_dict() for v in verdicts],
             "messages": out,
         }

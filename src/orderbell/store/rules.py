@@ -85,23 +85,24 @@ def _check_template(conn: Connection, shop_id: int, data: RuleIn) -> None:
     validate(template_store.source(template), event_types=[data.trigger.event_type])
 
 
+def _columns(data: RuleIn, now: datetime) -> dict[str, Any]:
+    """The rules row for a validated rule document."""
+    return {
+        "name": data.name,
+        "active": data.active,
+        "event_type": data.trigger.event_type,
+        "group_name": data.group,
+        "priority": data.priority,
+        "definition": data.model_dump(mode="json"),
+        "updated_at": now,
+    }
+
+
 def create(conn: Connection, shop_id: int, data: RuleIn, now: datetime) -> dict[str, Any]:
     """Store a new rule after checking its template."""
     _check_template(conn, shop_id, data)
     rule_id = new_id(
-        conn.execute(
-            rules.insert().values(
-                shop_id=shop_id,
-                name=data.name,
-                active=data.active,
-                event_type=data.trigger.event_type,
-                group_name=data.group,
-                priority=data.priority,
-                definition=data.model_dump(mode="json"),
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        conn.execute(rules.insert().values(shop_id=shop_id, created_at=now, **_columns(data, now)))
     )
     return get(conn, shop_id, rule_id)
 
@@ -118,15 +119,7 @@ def patch(
     conn.execute(
         update(rules)
         .where(rules.c.id == rule_id, rules.c.shop_id == shop_id)
-        .values(
-            name=data.name,
-            active=data.active,
-            event_type=data.trigger.event_type,
-            group_name=data.group,
-            priority=data.priority,
-            definition=data.model_dump(mode="json"),
-            updated_at=now,
-        )
+        .values(**_columns(data, now))
     )
     return get(conn, shop_id, rule_id)
 

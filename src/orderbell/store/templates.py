@@ -94,21 +94,23 @@ def save_version(
     return get(conn, shop_id, template_id)
 
 
+#: Templates joined with their active version's texts.
+_WITH_ACTIVE_VERSION = select(
+    templates,
+    template_versions.c.subject,
+    template_versions.c.body,
+    template_versions.c.html,
+).join(
+    template_versions,
+    (template_versions.c.template_id == templates.c.id)
+    & (template_versions.c.version == templates.c.version),
+)
+
+
 def get(conn: Connection, shop_id: int, template_id: int) -> dict[str, Any]:
     """A template with its active version, scoped to the shop."""
     row = conn.execute(
-        select(
-            templates,
-            template_versions.c.subject,
-            template_versions.c.body,
-            template_versions.c.html,
-        )
-        .join(
-            template_versions,
-            (template_versions.c.template_id == templates.c.id)
-            & (template_versions.c.version == templates.c.version),
-        )
-        .where(templates.c.id == template_id, templates.c.shop_id == shop_id)
+        _WITH_ACTIVE_VERSION.where(templates.c.id == template_id, templates.c.shop_id == shop_id)
     ).first()
     if row is None:
         raise NotFound("template not found", field="template_id")
@@ -118,19 +120,7 @@ def get(conn: Connection, shop_id: int, template_id: int) -> dict[str, Any]:
 def list_all(conn: Connection, shop_id: int) -> list[dict[str, Any]]:
     """All templates of a shop with their active versions."""
     rows = conn.execute(
-        select(
-            templates,
-            template_versions.c.subject,
-            template_versions.c.body,
-            template_versions.c.html,
-        )
-        .join(
-            template_versions,
-            (template_versions.c.template_id == templates.c.id)
-            & (template_versions.c.version == templates.c.version),
-        )
-        .where(templates.c.shop_id == shop_id)
-        .order_by(templates.c.id)
+        _WITH_ACTIVE_VERSION.where(templates.c.shop_id == shop_id).order_by(templates.c.id)
     )
     return [_json(r) for r in rows]
 
