@@ -18,7 +18,7 @@ import calendar as month_calendar
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -271,6 +271,93 @@ def _usable_bucket(
     ).first()
 
 
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """How a message will be paid for, decided before it is stored."""
+
+    funding: str | None  #: "allowance" | "credit" | None (unmetered)
+    bucket_id: int | None
+    hold: str | None  #: why it cannot be paid for now (then nothing is reserved)
+
+    def columns(self) -> dict[str, Any]:
+        """The message's billing columns."""
+        if self.hold is not None or self.funding is None:
+            return {"funding": None, "bucket_id": None, "billing": None}
+        return {"funding": self.funding, "bucket_id": self.bucket_id, "billing": "reserved"}
+
+
+def decide(
+    conn: Connection, acct: Account, channel: Channel, quote: Quote, now: datetime
+) -> Funding:
+    """Allowance first (carried-over before this month's), then credit within the cap."""
+    if acct.mode != PREPAID:
+        return Funding(None, None, None)
+    bucket = _usable_bucket(conn, acct.shop_id, channel, quote.units, now)
+    if bucket is not None:
+        return Funding("allowance", int(bucket.id), None)
+    if acct.monthly_cap is not None:
+        spent = month_spend(conn, acct.shop_id, now)
+        if spent + quote.cost > acct.monthly_cap:
+            return Funding(
+                None,
+                None,
+                (
+                    f"spending_cap: this month's spending {spent} + {fmt(quote.cost)} would pass "
+                    f"the cap of {acct.monthly_cap}"
+                ),
+            )
+    if acct.available < quote.cost:
+        return Funding(
+            None,
+            None,
+            (
+                f"insufficient_credit: the message costs {fmt(quote.cost)}, "
+                f"available credit is {acct.available}"
+            ),
+        )
+    return Funding("credit", None, None)
+
+
+def record(
+    conn: Connection,
+    acct: Account,
+    funding: Funding,
+    *,
+    message_id: int,
+    rule_id: int | None,
+    channel: Channel,
+    quote: Quote,
+    now: datetime,
+    actor: str,
+) -> Account:
+    """Write the reservation a decision made; returns the account as it now stands."""
+    if funding.hold is not None or funding.funding is None:
+        return acct
+    common: dict[str, Any] = {
+        "actor": actor,
+        "channel": channel.value,
+        "country": quote.country,
+        "message_id": message_id,
+        "rule_id": rule_id,
+    }
+    if funding.funding == "allowance":
+        _entry(
+            conn,
+            acct.shop_id,
+            now,
+            "reservation",
+            units=-quote.units,
+            bucket_id=funding.bucket_id,
+            **common,
+        )
+        return acct
+    _entry(conn, acct.shop_id, now, "reservation", credits=-quote.cost, **common)
+    acct = replace(acct, available=acct.available - quote.cost, reserved=acct.reserved + quote.cost)
+    if acct.low_balance_thresholds:
+        _check_low_balance(conn, acct.shop_id, now)
+    return acct
+
+
 def reserve(
     conn: Connection,
     *,
@@ -282,40 +369,27 @@ def reserve(
     now: datetime,
     actor: str,
 ) -> str | None:
-    """Reserve what a message will cost. Returns None when funded, else the hold reason."""
+    """Reserve what a stored message will cost. None when funded, else the hold reason."""
     acct = account(conn, shop_id, lock=True)
-    values: dict[str, Any] = {"cost": quote.cost}
-    if acct.mode != PREPAID:
-        conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
-        return None
-    common: dict[str, Any] = {
-        "actor": actor,
-        "channel": channel.value,
-        "country": quote.country,
-        "message_id": message_id,
-        "rule_id": rule_id,
-    }
-    bucket = _usable_bucket(conn, shop_id, channel, quote.units, now)
-    if bucket is not None:
-        _entry(conn, shop_id, now, "reservation", units=-quote.units, bucket_id=bucket.id, **common)
-        values.update(funding="allowance", bucket_id=bucket.id, billing="reserved")
-    else:
-        if acct.monthly_cap is not None:
-            spent = month_spend(conn, shop_id, now)
-            if spent + quote.cost > acct.monthly_cap:
-                return (
-                    f"spending_cap: this month's spending {spent} + {quote.cost} would pass "
-                    f"the cap of {acct.monthly_cap}"
-                )
-        if acct.available < quote.cost:
-            return (
-                f"insufficient_credit: the message costs {quote.cost}, "
-                f"available credit is {acct.available}"
-            )
-        _entry(conn, shop_id, now, "reservation", credits=-quote.cost, **common)
-        values.update(funding="credit", billing="reserved")
-        _check_low_balance(conn, shop_id, now)
-    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+    funding = decide(conn, acct, channel, quote, now)
+    if funding.hold is not None:
+        return funding.hold
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(cost=quote.cost, **funding.columns())
+    )
+    record(
+        conn,
+        acct,
+        funding,
+        message_id=message_id,
+        rule_id=rule_id,
+        channel=channel,
+        quote=quote,
+        now=now,
+        actor=actor,
+    )
     return None
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from orderbell.api.schemas import EventIn
@@ -37,7 +37,7 @@ from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
 from orderbell.store import templates as template_store
 from orderbell.store.db import new_id
-from orderbell.store.schema import events, messages, templates
+from orderbell.store.schema import events
 from orderbell.templates.sandbox import Renderer
 
 log = structlog.get_logger("orderbell.ingest")
@@ -72,19 +72,8 @@ def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> Ord
 def template_infos(
     conn: Connection, shop_id: int, rules: Sequence[Rule]
 ) -> dict[int, TemplateInfo]:
-    """The templates the given rules use, scoped to the shop."""
-    ids = {r.action.template_id for r in rules}
-    if not ids:
-        return {}
-    rows = conn.execute(
-        select(
-            templates.c.id,
-            templates.c.kind,
-            templates.c.channel,
-            templates.c.active,
-            templates.c.locale,
-        ).where(templates.c.shop_id == shop_id, templates.c.id.in_(ids))
-    )
+    """The templates the given rules use (with their active versions), scoped to the shop."""
+    rows = template_store.with_versions(conn, shop_id, {r.action.template_id for r in rules})
     return {
         r.id: TemplateInfo(
             id=r.id,
@@ -92,6 +81,8 @@ def template_infos(
             channel=Channel(r.channel),
             active=r.active,
             locale=r.locale,
+            version=r.version,
+            source=template_store.source(r._mapping),
         )
         for r in rows
     }
@@ -239,11 +230,22 @@ class Ingestor:
             rules=rules,
             event=event,
             customer=customer,
-            templates=template_infos(conn, shop.id, rules),
+            templates=(infos := template_infos(conn, shop.id, rules)),
             now=now,
         )
+        account: list[credits.Account] = []  # read (and locked) once per event, when needed
         stored = [
-            self._store_message(conn, shop, p, event_id, applied.order_id, customer_id, now)
+            self._store_message(
+                conn,
+                shop,
+                p,
+                infos.get(p.rule.action.template_id),
+                event_id,
+                applied.order_id,
+                customer_id,
+                now,
+                account,
+            )
             for p in planned
         ]
         return {
@@ -257,12 +259,27 @@ class Ingestor:
         conn: Connection,
         shop: Shop,
         p: PlannedMessage,
+        template: TemplateInfo | None,
         event_id: int,
         order_id: int,
         customer_id: int | None,
         now: datetime,
+        account: list[credits.Account],
     ) -> dict[str, Any]:
         status, reason = p.status, p.reason
+        billing: dict[str, Any] = {}
+        price: Quote | None = None
+        funding: credits.Funding | None = None
+        if self._billing and is_pending(status):
+            if not account:
+                account.append(credits.account(conn, shop.id, lock=True))
+            price = self._quote(conn, shop, p, template, account[0].plan_id)
+            funding = credits.decide(conn, account[0], p.channel, price, now)
+            billing = {"cost": price.cost, "segments": price.units, **funding.columns()}
+            if p.channel is not Channel.SMS:
+                billing["segments"] = None
+            if funding.hold is not None:
+                status, reason = MessageStatus.HELD, funding.hold
         message_id = message_store.insert(
             conn,
             {
@@ -283,24 +300,26 @@ class Ingestor:
                 "attempts": 0,
                 "created_at": now,
                 "updated_at": now,
+                **billing,
             },
         )
+        detail = {"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)}
         log = [
             message_store.LogEntry(
-                message_id=message_id,
-                at=now,
-                status=status.value,
-                reason=reason,
-                detail={"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)},
+                message_id=message_id, at=now, status=p.status.value, reason=p.reason, detail=detail
             )
         ]
-        cost: str | None = None
-        if self._billing and is_pending(status):
-            price = self._quote(conn, shop, p)
-            cost = fmt(price.cost)
-            held = credits.reserve(
+        if status is not p.status:
+            log.append(
+                message_store.LogEntry(
+                    message_id=message_id, at=now, status=status.value, reason=reason
+                )
+            )
+        if funding is not None and price is not None:
+            account[0] = credits.record(
                 conn,
-                shop_id=shop.id,
+                account[0],
+                funding,
                 message_id=message_id,
                 rule_id=p.rule.id,
                 channel=p.channel,
@@ -308,23 +327,6 @@ class Ingestor:
                 now=now,
                 actor=f"event:{event_id}",
             )
-            conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id)
-                .values(segments=price.units if p.channel is Channel.SMS else None)
-            )
-            if held is not None:
-                status, reason = MessageStatus.HELD, held
-                conn.execute(
-                    update(messages)
-                    .where(messages.c.id == message_id)
-                    .values(status=status.value, reason=message_store.clip(reason, 200))
-                )
-                log.append(
-                    message_store.LogEntry(
-                        message_id=message_id, at=now, status=status.value, reason=reason
-                    )
-                )
         message_store.add_log(conn, log)
         return {
             "id": message_id,
@@ -335,24 +337,27 @@ class Ingestor:
             "reason": reason,
             "due_at": p.due_at.isoformat(),
             "expires_at": p.expires_at.isoformat() if p.expires_at else None,
-            "cost": cost,
+            "cost": fmt(price.cost) if price is not None else None,
         }
 
-    def _quote(self, conn: Connection, shop: Shop, p: PlannedMessage) -> Quote:
+    def _quote(
+        self,
+        conn: Connection,
+        shop: Shop,
+        p: PlannedMessage,
+        template: TemplateInfo | None,
+        plan_id: int | None,
+    ) -> Quote:
         """What the planned message will cost: SMS priced per rendered segment."""
         segments: int | None = None
-        if p.channel is Channel.SMS:
-            template = template_store.get(conn, shop.id, p.rule.action.template_id)
+        if p.channel is Channel.SMS and template is not None and template.source is not None:
             try:
                 rendered = self._renderer.render(
-                    (template["id"], template["version"]),
-                    template_store.source(template),
-                    p.context,
+                    (template.id, template.version), template.source, p.context
                 )
                 segments = analyse(rendered.text).segments
             except TemplateError:
                 segments = None
-        plan_id = credits.account(conn, shop.id).plan_id
         return quote(conn, shop.id, plan_id, p.channel, p.recipient, segments)
 
 

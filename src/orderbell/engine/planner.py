@@ -27,6 +27,7 @@ from orderbell.domain.model import (
 from orderbell.errors import InvalidInput
 from orderbell.integrations.tracking import tracking_url
 from orderbell.templates.catalogue import build_context
+from orderbell.templates.sandbox import TemplateSource
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +39,8 @@ class TemplateInfo:
     channel: Channel
     active: bool
     locale: str | None
+    version: int | None = None
+    source: TemplateSource | None = None  #: the active version, for rendering at planning
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -107,6 +107,17 @@ _WITH_ACTIVE_VERSION = select(
 )
 
 
+def with_versions(conn: Connection, shop_id: int, ids: set[int]) -> list[Any]:
+    """Rows of the given templates with their active versions' texts (one query)."""
+    if not ids:
+        return []
+    return list(
+        conn.execute(
+            _WITH_ACTIVE_VERSION.where(templates.c.shop_id == shop_id, templates.c.id.in_(ids))
+        ).all()
+    )
+
+
 def get(conn: Connection, shop_id: int, template_id: int) -> dict[str, Any]:
     """A template with its active version, scoped to the shop."""
     row = conn.execute(
