@@ -96,12 +96,16 @@ def serve(
     svc = _services(server=True)
     if demo:
         from orderbell.engine.demo import ensure_demo_shop
+        from orderbell.web.accounts import ensure_demo_login
 
         with svc.engine.begin() as conn:
             shop = ensure_demo_shop(conn, svc.clock.now())
+            login, password = ensure_demo_login(conn, shop.shop_id, svc.clock.now())
         base = svc.settings.public_url
         out.print(f"demo shop: slug [bold]demo[/bold] (id {shop.shop_id})")
         out.print(f"API key:   [bold]{shop.api_key}[/bold]")
+        out.print(f"admin:     {base}/admin/  log in as [bold]{login}[/bold]", highlight=False)
+        out.print(f"password:  [bold]{password}[/bold]", highlight=False)
         out.print(f"API:       {base}/v1   docs: {base}/docs   admin: {base}/admin")
         out.print(f"try:       export ORDERBELL_KEY={shop.api_key}")
     application = create_app(svc, embedded_worker=worker)

@@ -15,6 +15,7 @@ from orderbell import __version__
 from orderbell.api import errors
 from orderbell.api.routers import credits, events, resources, shops
 from orderbell.compose import Services
+from orderbell.web.app import create_admin
 
 
 class EmbeddedWorker:
@@ -117,4 +118,5 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
     app.include_router(shops.router)
     app.include_router(resources.router)
     app.include_router(credits.router)
+    app.mount("/admin", create_admin(services))
     return app

@@ -378,3 +378,29 @@ ledger = Table(
 )
 Index("ix_ledger_shop_at", ledger.c.shop_id, ledger.c.at)
 Index("ix_ledger_message", ledger.c.message_id)
+
+
+# ---------------------------------------------------------------- admin web users
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("email", String(320), nullable=False, unique=True),  # the login, lower-cased
+    Column("name", String(200)),
+    Column("password_hash", String(200), nullable=False),  # argon2id
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime),
+)
+
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    _id(),
+    Column("user_id", ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the cookie
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

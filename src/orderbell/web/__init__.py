@@ -1,0 +1,1 @@
+"""The shop owner's admin UI: server-rendered pages with htmx, mounted at /admin."""
