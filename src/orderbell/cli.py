@@ -27,10 +27,12 @@ event_app = typer.Typer(help="Order events.", no_args_is_help=True)
 shop_app = typer.Typer(help="Shops.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 credits_app = typer.Typer(help="Credits: balance, top-ups, statements.", no_args_is_help=True)
+user_app = typer.Typer(help="Admin logins of a shop (the web UI at /admin).", no_args_is_help=True)
 app.add_typer(event_app, name="event")
 app.add_typer(shop_app, name="shop")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(credits_app, name="credits")
+app.add_typer(user_app, name="user")
 out = Console()
 err = Console(stderr=True)
 
@@ -371,6 +373,29 @@ def credits_renew() -> None:
     with svc.engine.begin() as conn:
         granted = credits.renew_all(conn, svc.clock.now())
     out.print(f"{granted} allowance(s) granted")
+
+
+@user_app.command("create")
+def user_create(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    email: Annotated[str, typer.Option(help="the login")],
+    name: Annotated[str | None, typer.Option(help="shown in the UI")] = None,
+) -> None:
+    """Create a login for a shop's admin UI; prints a generated password once."""
+    import secrets
+
+    from orderbell.web.accounts import create_user
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    password = secrets.token_urlsafe(12)
+    try:
+        with svc.engine.begin() as conn:
+            create_user(conn, shop_id, email, password, svc.clock.now(), name=name)
+    except OrderbellError as exc:
+        raise fail(exc.message, f"--{exc.field}" if exc.field else None) from None
+    out.print(f"login:     {email.strip().lower()}")
+    out.print(f"password:  {password}   (shown once)")
 
 
 def main() -> None:

@@ -242,3 +242,17 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
         assert bad.returncode != 0 and "error in --amount" in bad.stderr, bad.stderr
     month = orderbell(demo_env, "credits", "statement", "--shop", "demo", "--month", "11/2026")
     assert month.returncode != 0 and "error in --month" in month.stderr
+
+
+def test_user_create_prints_a_password_once_and_refuses_duplicates(
+    demo_env: dict[str, str],
+) -> None:
+    made = orderbell(demo_env, "user", "create", "--shop", "demo", "--email", "Owner@Shop.example")
+    assert made.returncode == 0, made.stderr
+    assert "owner@shop.example" in made.stdout
+    password = re.search(r"password:\s+(\S+)", made.stdout)
+    assert password and len(password.group(1)) >= 12
+    again = orderbell(demo_env, "user", "create", "--shop", "demo", "--email", "owner@shop.example")
+    assert again.returncode != 0 and "error in --email" in again.stderr
+    bad = orderbell(demo_env, "user", "create", "--shop", "demo", "--email", "not an address")
+    assert bad.returncode != 0 and "error in --email" in bad.stderr
