@@ -110,7 +110,8 @@ def check_header_value(value: str, field: str) -> str:
 
 
 def parse_email(raw: object, field: str = "email") -> str:
-    """A syntactically valid address, normalised (domain lower-cased, IDN encoded)."""
+    """A syntactically valid address, normalised (domain lower-cased; an internationalised
+    domain stays in Unicode NFC, the SMTP channel IDNA-encodes it when sending)."""
     if not isinstance(raw, str):
         raise InvalidInput("must be a string", field=field)
     text = check_header_value(raw.strip(), field)
@@ -123,7 +124,8 @@ def parse_email(raw: object, field: str = "email") -> str:
     return str(result.normalized)
 
 
-_SENDER_NUMBER = re.compile(r"^\+?\d{3,15}$")
+#: ASCII digits only: `\d` would also take Arabic-Indic, full-width … digits.
+_SENDER_NUMBER = re.compile(r"\+?[0-9]{3,15}")
 _SENDER_EXTRA = frozenset(" .-_&'!")
 
 
@@ -134,7 +136,7 @@ def check_sender_name(value: object, field: str = "sms_sender") -> str:
     text = value.strip()
     if not text:
         raise InvalidInput("must not be empty", field=field)
-    if _SENDER_NUMBER.match(text):
+    if _SENDER_NUMBER.fullmatch(text):
         return text
     if len(text) > 11:
         raise InvalidInput(

@@ -71,10 +71,16 @@ def validate_country(code: object, field: str = "country") -> str:
     return value
 
 
+#: Holiday names appear in rule verdicts and the audit trail, next to English reasons. Left
+#: unset, the holidays library guesses the language from the process locale (LANG, LC_ALL …),
+#: so the same event would be explained differently on two machines.
+HOLIDAY_NAME_LANGUAGE = "en_US"
+
+
 @lru_cache(maxsize=512)
 def _public_holidays(country: str, year: int) -> dict[date, str]:
     try:
-        table = holidays.country_holidays(country, years=year)
+        table = holidays.country_holidays(country, years=year, language=HOLIDAY_NAME_LANGUAGE)
     except NotImplementedError:
         return {}
     return {day: str(name) for day, name in table.items()}

@@ -4,10 +4,10 @@ sending windows (quiet hours) that defer a message to the next opening instead o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from orderbell.domain.calendar import at_local, local
+from orderbell.domain.calendar import at_local, local, zone
 from orderbell.domain.model import Category, Channel, HourRange, OrderEvent, Plan, Rule, Shop
 
 
@@ -34,6 +34,18 @@ def window_for(rule: Rule, shop: Shop) -> HourRange | None:
     return effective_window(action.send_window, shop, action.channel, action.category)
 
 
+def _openings(day: date, start: time, tz: str | ZoneInfo) -> tuple[datetime, ...]:
+    """The UTC instants the wall clock shows `start` on a local day, earliest first.
+
+    Usually one; two on the autumn fall-back night when `start` is repeated; when `start`
+    is skipped by the spring-forward gap, the moment after the gap (as `at_local` does).
+    """
+    first = at_local(day, start, tz)
+    naive = datetime.combine(day, start.replace(tzinfo=None))
+    second = naive.replace(tzinfo=zone(tz), fold=1).astimezone(UTC)
+    return (first, second) if second > first else (first,)
+
+
 def next_opening(instant: datetime, window: HourRange, tz: str | ZoneInfo) -> datetime:
     """The first moment at or after `instant` inside the daily window (UTC)."""
     moment = local(instant, tz)
@@ -41,9 +53,11 @@ def next_opening(instant: datetime, window: HourRange, tz: str | ZoneInfo) -> da
         return instant.astimezone(UTC)
     day = moment.date()
     for offset in range(0, 3):
-        opening = at_local(day + timedelta(days=offset), window.start, tz)
-        if opening > instant:
-            return opening
+        for opening in _openings(day + timedelta(days=offset), window.start, tz):
+            # The repeated autumn hour can reopen a window later the same night; a window
+            # that lies wholly in the spring-forward gap does not open at all that day.
+            if opening > instant and window.contains(local(opening, tz).time()):
+                return opening
     raise AssertionError("a daily window opens within two days")  # pragma: no cover
 
 

@@ -156,9 +156,15 @@ def transliterate(text: str) -> str:
     Characters GSM-7 already has (é, ü, ñ, à …) are kept. Anything else that decomposes
     to a GSM-7 base letter loses its accent; what remains (emoji, other scripts) is kept,
     so the analysis still reports it as forcing UCS-2.
+
+    Decomposed text (an accent typed or pasted as a separate combining mark, as macOS and
+    some forms produce) is composed first; an accent that still stands alone after a letter
+    GSM-7 spells plainly is dropped rather than left to force UCS-2.
     """
     out: list[str] = []
-    for char in text:
+    for char in unicodedata.normalize("NFC", text):
+        if unicodedata.combining(char) and out and is_gsm7(out[-1][-1]):
+            continue
         if is_gsm7(char):
             out.append(char)
         elif char in _TRANSLIT:
