@@ -155,21 +155,22 @@ def _entry(
 ) -> None:
     """Append one ledger entry and move the cached figures with it."""
     conn.execute(
-        insert(ledger).values(
-            shop_id=shop_id,
-            at=now,
-            kind=kind,
-            credits=credits,
-            units=units,
-            channel=channel,
-            country=country,
-            bucket_id=bucket_id,
-            message_id=message_id,
-            rule_id=rule_id,
-            actor=actor[:100],
-            reference=reference,
-            note=(note or None) and note[:300],
-        )
+        insert(ledger),  # values as parameters: one cached statement, not one built per entry
+        {
+            "shop_id": shop_id,
+            "at": now,
+            "kind": kind,
+            "credits": credits,
+            "units": units,
+            "channel": channel,
+            "country": country,
+            "bucket_id": bucket_id,
+            "message_id": message_id,
+            "rule_id": rule_id,
+            "actor": actor[:100],
+            "reference": reference,
+            "note": (note or None) and note[:300],
+        },
     )
     if credits:
         reserved_delta = -credits if kind in ("reservation", "release") else Decimal(0)

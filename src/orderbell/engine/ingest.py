@@ -179,17 +179,18 @@ class Ingestor:
         )
         event_id = new_id(
             conn.execute(
-                events.insert().values(
-                    shop_id=shop_id,
-                    idempotency_key=key,
-                    body_hash=digest,
-                    type=data.type,
-                    occurred_at=data.occurred_at,
-                    order_id=applied.order_id,
-                    payload=data.model_dump(mode="json"),
-                    outcome={},
-                    received_at=now,
-                )
+                events.insert(),  # values as parameters: the statement stays cached
+                {
+                    "shop_id": shop_id,
+                    "idempotency_key": key,
+                    "body_hash": digest,
+                    "type": data.type,
+                    "occurred_at": data.occurred_at,
+                    "order_id": applied.order_id,
+                    "payload": data.model_dump(mode="json"),
+                    "outcome": {},
+                    "received_at": now,
+                },
             )
         )
         outcome = self._plan_and_store(

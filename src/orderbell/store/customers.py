@@ -56,9 +56,14 @@ def upsert_from_event(
     if row is None:
         customer_id = new_id(
             conn.execute(
-                customers.insert().values(
-                    shop_id=shop.id, external_id=key, created_at=now, updated_at=now, **values
-                )
+                customers.insert(),  # values as parameters: the statement stays cached
+                {
+                    "shop_id": shop.id,
+                    "external_id": key,
+                    "created_at": now,
+                    "updated_at": now,
+                    **values,
+                },
             )
         )
         row = conn.execute(select(customers).where(customers.c.id == customer_id)).one()

@@ -65,15 +65,16 @@ def apply_event(
     if row is None:
         order_id = new_id(
             conn.execute(
-                orders.insert().values(
-                    shop_id=shop_id,
-                    code=data.code,
-                    customer_id=customer_id,
-                    state_at=occurred_at,
-                    created_at=now,
-                    updated_at=now,
+                orders.insert(),  # values as parameters: the statement stays cached
+                {
+                    "shop_id": shop_id,
+                    "code": data.code,
+                    "customer_id": customer_id,
+                    "state_at": occurred_at,
+                    "created_at": now,
+                    "updated_at": now,
                     **values,
-                )
+                },
             )
         )
         row = conn.execute(select(orders).where(orders.c.id == order_id)).one()
@@ -119,9 +120,8 @@ def _history(
 ) -> None:
     if status:
         conn.execute(
-            order_status_history.insert().values(
-                shop_id=shop_id, order_id=order_id, status=status, occurred_at=at
-            )
+            order_status_history.insert(),
+            {"shop_id": shop_id, "order_id": order_id, "status": status, "occurred_at": at},
         )
 
 
