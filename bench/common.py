@@ -1,4 +1,5 @@
-"""Shared helpers: timing, medians, a result table, a throw-away orderbell."""
+"""Shared helpers: figures, interleaved runs and medians, the result table, a throw-away
+orderbell on a fresh SQLite file."""
 
 from __future__ import annotations
 
@@ -10,51 +11,79 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.clock import ManualClock
 from orderbell.compose import Services, build
 from orderbell.domain.model import Channel
 from orderbell.settings import Settings
 
+#: The benchmarks' clock: Friday 2026-11-20 12:00 in Istanbul (inside the demo quiet hours).
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 @dataclass
 class Figure:
-    """One measured figure with its same-run baseline."""
+    """One measured figure next to its baseline, measured in the same run."""
 
     name: str
     unit: str
     ours: float
-    baseline: float | None
+    baseline: float
     target: str
     passed: bool
+    higher_is_better: bool = True
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def ratio(self) -> float | None:
-        """ours / baseline (for latencies the caller passes baseline=None)."""
-        if self.baseline in (None, 0):
-            return None
-        assert self.baseline is not None
-        return self.ours / self.baseline
+    def ratio(self) -> float:
+        """ours / baseline (for a latency, above 1 means slower than the baseline)."""
+        return self.ours / self.baseline if self.baseline else float("nan")
+
+    def as_json(self) -> dict[str, Any]:
+        """The figure as written to the results file."""
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "ours": self.ours,
+            "baseline": self.baseline,
+            "ratio": self.ratio,
+            "target": self.target,
+            "passed": self.passed,
+            "higher_is_better": self.higher_is_better,
+            "notes": self.notes,
+        }
 
 
-def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
-    """The median of several runs of a measurement, and all of them."""
-    values = [measure() for _ in range(runs)]
-    return statistics.median(values), values
+def median(values: list[float]) -> float:
+    """The median of the repetitions."""
+    return float(statistics.median(values))
 
 
-def timed(work: Callable[[], int]) -> float:
+def interleaved(
+    runs: int, baseline: Callable[[], float], ours: Callable[[], float]
+) -> tuple[list[float], list[float]]:
+    """Baseline and ours alternately, so a noisy neighbour hurts both about equally."""
+    base_runs: list[float] = []
+    our_runs: list[float] = []
+    for _ in range(runs):
+        base_runs.append(baseline())
+        our_runs.append(ours())
+    return base_runs, our_runs
+
+
+def rate(work: Callable[[], int]) -> float:
     """Items per second of one call that returns how many items it processed."""
     start = time.perf_counter()
     count = work()
-    return count / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if count <= 0:
+        raise RuntimeError("the benchmark processed nothing")
+    return count / elapsed
 
 
 def services(folder: Path, *, billing: bool = True, batch: int = 100) -> Services:
-    """orderbell on a fresh SQLite file with console providers writing to a file."""
+    """orderbell on a fresh SQLite file, console providers writing to a file, a manual clock."""
     folder.mkdir(parents=True, exist_ok=True)
     outbox = folder / "outbox.jsonl"
     settings = Settings(
@@ -64,20 +93,26 @@ def services(folder: Path, *, billing: bool = True, batch: int = 100) -> Service
         billing=billing,
         worker_batch=batch,
     )
-    providers = {
+    providers: dict[Channel, Provider] = {
         Channel.SMS: ConsoleProvider(Channel.SMS, path=outbox),
         Channel.EMAIL: ConsoleProvider(Channel.EMAIL, path=outbox),
     }
-    return build(settings, clock=ManualClock(NOW), providers=providers)  # type: ignore[arg-type]
+    return build(settings, clock=ManualClock(NOW), providers=providers)
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:,.1f}"
+    return f"{value:,.0f}"
 
 
 def print_table(figures: list[Figure]) -> None:
-    """The human-readable result."""
-    print(f"{'figure':<52} {'ours':>12} {'baseline':>12} {'ratio':>7}  {'target':<28} result")
+    """The human-readable result: one line per figure."""
+    head = f"{'figure':<50} {'ours':>11} {'baseline':>11} {'ratio':>7}  {'target':<30} result"
+    print(head)
+    print("-" * len(head))
     for f in figures:
-        base = f"{f.baseline:,.1f}" if f.baseline is not None else "-"
-        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
         print(
-            f"{f.name:<52} {f.ours:>12,.1f} {base:>12} {ratio:>7}  {f.target:<28} "
-            f"{'PASS' if f.passed else 'MISS'}"
+            f"{f.name:<50} {_number(f.ours, f.unit):>11} {_number(f.baseline, f.unit):>11} "
+            f"{f.ratio:>6.2f}x  {f.target:<30} {'PASS' if f.passed else 'MISS'}"
         )
