@@ -359,6 +359,49 @@ def record(
     return acct
 
 
+def insert_funded(
+    conn: Connection,
+    values: dict[str, Any],
+    *,
+    quote: Quote | None,
+    account_cache: list[Account],
+    now: datetime,
+    actor: str,
+) -> tuple[int, str | None]:
+    """Insert a planned message, deciding first how it is paid for (when `quote` is given):
+    cost, segments and funding go in with the row, a hold turns it `held`, and the
+    reservation is recorded. `account_cache` holds the shop's account, read and locked once
+    per event. Returns the message id and the hold reason (None when funded or not billed)."""
+    funding: Funding | None = None
+    if quote is not None:
+        if not account_cache:
+            account_cache.append(account(conn, int(values["shop_id"]), lock=True))
+        channel = Channel(values["channel"])
+        funding = decide(conn, account_cache[0], channel, quote, now)
+        values = {
+            **values,
+            "cost": quote.cost,
+            "segments": quote.units if channel is Channel.SMS else None,
+            **funding.columns(),
+        }
+        if funding.hold is not None:
+            values.update(status=MessageStatus.HELD.value, reason=funding.hold)
+    message_id = message_store.insert(conn, values)
+    if funding is not None and quote is not None and funding.hold is None:
+        account_cache[0] = record(
+            conn,
+            account_cache[0],
+            funding,
+            message_id=message_id,
+            rule_id=values.get("rule_id"),
+            channel=Channel(values["channel"]),
+            quote=quote,
+            now=now,
+            actor=actor,
+        )
+    return message_id, funding.hold if funding is not None else None
+
+
 def reserve(
     conn: Connection,
     *,

@@ -267,21 +267,12 @@ class Ingestor:
         now: datetime,
         account: list[credits.Account],
     ) -> dict[str, Any]:
-        status, reason = p.status, p.reason
-        billing: dict[str, Any] = {}
         price: Quote | None = None
-        funding: credits.Funding | None = None
-        if self._billing and is_pending(status):
+        if self._billing and is_pending(p.status):
             if not account:
                 account.append(credits.account(conn, shop.id, lock=True))
             price = self._quote(conn, shop, p, template, account[0].plan_id)
-            funding = credits.decide(conn, account[0], p.channel, price, now)
-            billing = {"cost": price.cost, "segments": price.units, **funding.columns()}
-            if p.channel is not Channel.SMS:
-                billing["segments"] = None
-            if funding.hold is not None:
-                status, reason = MessageStatus.HELD, funding.hold
-        message_id = message_store.insert(
+        message_id, hold = credits.insert_funded(
             conn,
             {
                 "shop_id": shop.id,
@@ -293,40 +284,32 @@ class Ingestor:
                 "channel": p.channel.value,
                 "category": p.rule.action.category.value,
                 "recipient": p.recipient,
-                "status": status.value,
-                "reason": reason,
+                "status": p.status.value,
+                "reason": p.reason,
                 "due_at": p.due_at,
                 "expires_at": p.expires_at,
                 "context": p.context,
                 "attempts": 0,
                 "created_at": now,
                 "updated_at": now,
-                **billing,
             },
+            quote=price,
+            account_cache=account,
+            now=now,
+            actor=f"event:{event_id}",
         )
+        status, reason = (MessageStatus.HELD, hold) if hold else (p.status, p.reason)
         detail = {"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)}
         log = [
             message_store.LogEntry(
                 message_id=message_id, at=now, status=p.status.value, reason=p.reason, detail=detail
             )
         ]
-        if status is not p.status:
+        if hold:
             log.append(
                 message_store.LogEntry(
-                    message_id=message_id, at=now, status=status.value, reason=reason
+                    message_id=message_id, at=now, status=status.value, reason=hold
                 )
-            )
-        if funding is not None and price is not None:
-            account[0] = credits.record(
-                conn,
-                account[0],
-                funding,
-                message_id=message_id,
-                rule_id=p.rule.id,
-                channel=p.channel,
-                quote=price,
-                now=now,
-                actor=f"event:{event_id}",
             )
         message_store.add_log(conn, log)
         return {

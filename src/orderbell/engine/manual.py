@@ -216,7 +216,11 @@ def send_manual(
             )
         )
     )
-    stored = [_store(conn, shop, template, m, event_id, actor, now, billing) for m in planned]
+    account_cache: list[credits.Account] = []
+    stored = [
+        _store(conn, shop, template, m, event_id, actor, now, billing, account_cache)
+        for m in planned
+    ]
     conn.execute(update(events).where(events.c.id == event_id).values(outcome={"messages": stored}))
     return event_id
 
@@ -230,6 +234,7 @@ def _store(
     actor: str,
     now: datetime,
     billing: bool,
+    account_cache: list[credits.Account],
 ) -> dict[str, Any]:
     p = m.planned
     status, reason = p.status, p.reason
@@ -238,7 +243,7 @@ def _store(
     elif m.sendable:
         due = reason.removeprefix(f"rule '{p.rule.name}' matched; ")
         reason = f"manual send of template '{template['name']}' by {actor}; {due}"
-    message_id = message_store.insert(
+    message_id, hold = credits.insert_funded(
         conn,
         {
             "shop_id": shop.id,
@@ -259,6 +264,10 @@ def _store(
             "created_at": now,
             "updated_at": now,
         },
+        quote=m.quote if billing and m.sendable else None,
+        account_cache=account_cache,
+        now=now,
+        actor=f"manual:{actor}",
     )
     log = [
         message_store.LogEntry(
@@ -269,34 +278,13 @@ def _store(
             detail={"event_id": event_id, "manual": True, "actor": actor, "notes": list(p.notes)},
         )
     ]
-    if billing and m.sendable and m.quote is not None:
-        held = credits.reserve(
-            conn,
-            shop_id=shop.id,
-            message_id=message_id,
-            rule_id=None,
-            channel=p.channel,
-            quote=m.quote,
-            now=now,
-            actor=f"manual:{actor}",
-        )
-        conn.execute(
-            update(messages)
-            .where(messages.c.id == message_id)
-            .values(segments=m.quote.units if p.channel is Channel.SMS else None)
-        )
-        if held is not None:
-            status, reason = MessageStatus.HELD, held
-            conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id)
-                .values(status=status.value, reason=message_store.clip(reason, 200))
+    if hold is not None:
+        status, reason = MessageStatus.HELD, hold
+        log.append(
+            message_store.LogEntry(
+                message_id=message_id, at=now, status=status.value, reason=reason
             )
-            log.append(
-                message_store.LogEntry(
-                    message_id=message_id, at=now, status=status.value, reason=reason
-                )
-            )
+        )
     message_store.add_log(conn, log)
     return {
         "id": message_id,
