@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -112,6 +114,9 @@ customers = Table(
     Column("sms_marketing", Boolean, nullable=False, default=False),
     Column("email_transactional", Boolean, nullable=False, default=True),
     Column("email_marketing", Boolean, nullable=False, default=False),
+    Column("sms_opt_out", String(16)),  # None | "marketing" | "all": set by STOP, cleared by START
+    Column("sms_opt_out_at", UtcDateTime),
+    Column("email_opt_out", String(16)),  # None | "marketing" | "all": one-click unsubscribe
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("shop_id", "external_id", name="uq_customers_shop_external"),
@@ -244,6 +249,10 @@ messages = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    Column("provider_id", Id),  # the shop_providers row it was handed to
+    Column("delivered_at", UtcDateTime),
+    Column("delivery_code", String(64)),  # the provider's code on the last receipt
+    Column("ambiguous", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("event_id", "rule_id", name="uq_messages_event_rule"),
 )
 # The claim query walks pending messages by due time; a partial index keeps it small.
@@ -260,6 +269,7 @@ Index(
     postgresql_where=messages.c.status == "sending",
 )
 Index("ix_messages_shop_created", messages.c.shop_id, messages.c.id)
+Index("ix_messages_provider_ref", messages.c.provider_id, messages.c.provider_message_id)
 
 message_log = Table(
     "message_log",
@@ -403,4 +413,96 @@ admin_sessions = Table(
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+)
+
+
+# ---------------------------------------------------------------- channels
+
+shop_providers = Table(
+    "shop_providers",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),  # the shop's label, unique per shop
+    Column("channel", String(16), nullable=False),  # "sms" | "email"
+    Column(
+        "kind", String(32), nullable=False
+    ),  # kannel | smsapi | serwersms | twilio | http | smtp
+    Column("position", Integer, nullable=False, default=0),  # failover order, lowest first
+    Column("active", Boolean, nullable=False, default=True),
+    Column("settings", JSON, nullable=False, default=dict),  # non-secret configuration
+    Column("secrets", JSON, nullable=False, default=dict),  # write-only: never returned or logged
+    Column("rate_per_second", Numeric(10, 3)),  # pacing across all workers; None = unpaced
+    Column("concurrency", Integer),  # requests in flight per worker; None = provider default
+    Column("callback_token", String(64), nullable=False, unique=True),  # secret in callback URLs
+    Column("paced_until", UtcDateTime),  # the next free send slot, shared by all workers
+    Column("cooling_until", UtcDateTime),  # skipped by failover until then
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("shop_id", "name", name="uq_shop_providers_shop_name"),
+)
+
+delivery_receipts = Table(
+    "delivery_receipts",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("provider_id", ForeignKey("shop_providers.id", ondelete="CASCADE"), nullable=False),
+    Column("provider_message_id", String(200)),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE")),  # None until matched
+    Column("state", String(16), nullable=False),  # accepted | delivered | undelivered | failed
+    Column("code", String(64)),
+    Column("at", UtcDateTime),  # the provider's time, when it gives one
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("applied", Boolean, nullable=False, default=False),
+)
+Index(
+    "ix_delivery_receipts_pending",
+    delivery_receipts.c.provider_id,
+    delivery_receipts.c.provider_message_id,
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("provider_id", ForeignKey("shop_providers.id", ondelete="SET NULL")),
+    Column("channel", String(16), nullable=False),
+    Column("sender", String(320), nullable=False),  # E.164 where it parses, else as received
+    Column("recipient", String(320)),
+    Column("text", Text, nullable=False),
+    Column("provider_message_id", String(200)),
+    Column("customer_id", ForeignKey("customers.id", ondelete="SET NULL")),
+    Column("order_id", ForeignKey("orders.id", ondelete="SET NULL")),  # the customer's latest
+    Column("intent", String(16)),  # "stop" | "start" | None
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("read_at", UtcDateTime),
+    UniqueConstraint("provider_id", "provider_message_id", name="uq_inbound_provider_msg"),
+)
+Index("ix_inbound_messages_shop", inbound_messages.c.shop_id, inbound_messages.c.id)
+
+template_attachments = Table(
+    "template_attachments",
+    metadata,
+    _id(),
+    Column("template_id", ForeignKey("templates.id", ondelete="CASCADE"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("template_id", "filename", name="uq_template_attachments_name"),
+)
+
+event_attachments = Table(
+    "event_attachments",
+    metadata,
+    _id(),
+    Column("shop_id", ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("order_id", ForeignKey("orders.id", ondelete="CASCADE")),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
