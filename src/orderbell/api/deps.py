@@ -11,9 +11,10 @@ from sqlalchemy import Connection
 from orderbell.compose import Services
 from orderbell.errors import Unauthorized
 from orderbell.store import shops as shop_store
+from orderbell.store.db import reading
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     """The app's services."""
     svc: Services = request.app.state.services
     return svc
@@ -26,7 +27,7 @@ def shop_id(svc: ServicesDep, authorization: Annotated[str | None, Header()] = N
     """The shop the API key in `Authorization: Bearer …` belongs to."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("send 'Authorization: Bearer <API key>'", field="authorization")
-    with svc.engine.connect() as conn:
+    with reading(svc.engine) as conn:
         return shop_store.authenticate(conn, authorization[7:].strip())
 
 
@@ -34,8 +35,8 @@ ShopId = Annotated[int, Depends(shop_id)]
 
 
 def read(svc: ServicesDep) -> Iterator[Connection]:
-    """A read-only connection."""
-    with svc.engine.connect() as conn:
+    """A read-only connection (on SQLite it does not queue behind writers)."""
+    with reading(svc.engine) as conn:
         yield conn
 
 

@@ -39,6 +39,7 @@ from orderbell.store.schema import (
     packages,
     shops,
 )
+from orderbell.store.shops import bump_config
 
 PREPAID = "prepaid"
 UNMETERED = "unmetered"
@@ -288,12 +289,19 @@ class Funding:
 
 
 def decide(
-    conn: Connection, acct: Account, channel: Channel, quote: Quote, now: datetime
+    conn: Connection,
+    acct: Account,
+    channel: Channel,
+    quote: Quote,
+    now: datetime,
+    *,
+    allowances: bool = True,
 ) -> Funding:
-    """Allowance first (carried-over before this month's), then credit within the cap."""
+    """Allowance first (carried-over before this month's), then credit within the cap.
+    `allowances=False` says the shop has no packages, so no allowance is looked for."""
     if acct.mode != PREPAID:
         return Funding(None, None, None)
-    bucket = _usable_bucket(conn, acct.shop_id, channel, quote.units, now)
+    bucket = _usable_bucket(conn, acct.shop_id, channel, quote.units, now) if allowances else None
     if bucket is not None:
         return Funding("allowance", int(bucket.id), None)
     if acct.monthly_cap is not None:
@@ -367,6 +375,7 @@ def insert_funded(
     account_cache: list[Account],
     now: datetime,
     actor: str,
+    allowances: bool = True,
 ) -> tuple[int, str | None]:
     """Insert a planned message, deciding first how it is paid for (when `quote` is given):
     cost, segments and funding go in with the row, a hold turns it `held`, and the
@@ -377,7 +386,7 @@ def insert_funded(
         if not account_cache:
             account_cache.append(account(conn, int(values["shop_id"]), lock=True))
         channel = Channel(values["channel"])
-        funding = decide(conn, account_cache[0], channel, quote, now)
+        funding = decide(conn, account_cache[0], channel, quote, now, allowances=allowances)
         values = {
             **values,
             "cost": quote.cost,
@@ -794,6 +803,7 @@ def add_package(
             )
         )
     )
+    bump_config(conn, shop_id)
     renew(conn, shop_id, now, actor="package")
     return package_id
 

@@ -17,6 +17,7 @@ from orderbell.domain.calendar import validate_country
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 from orderbell.store.schema import price_plans, prices
+from orderbell.store.shops import bump_config, bump_config_of_plan
 
 #: The most decimal places a price may have.
 PRICE_PLACES = 4
@@ -154,7 +155,11 @@ def quote(
 ) -> Quote:
     """The cost of one message: unit price × segments (SMS) or the e-mail price."""
     country = destination_country(channel, recipient)
-    price = unit_price(conn, shop_id, plan_id, channel, country)
+    return priced(unit_price(conn, shop_id, plan_id, channel, country), channel, country, segments)
+
+
+def priced(price: Decimal, channel: Channel, country: str | None, segments: int | None) -> Quote:
+    """The quote for a message at a known unit price: price × segments (SMS) or × 1."""
     units = max(1, segments or 1) if channel is Channel.SMS else 1
     return Quote(cost=price * units, unit_price=price, units=units, country=country)
 
@@ -181,6 +186,7 @@ def set_shop_prices(conn: Connection, shop_id: int, items: list[dict[str, object
     conn.execute(prices.delete().where(prices.c.shop_id == shop_id))
     if lines:
         conn.execute(prices.insert(), [{**line, "shop_id": shop_id} for line in lines])
+    bump_config(conn, shop_id)
 
 
 def set_plan(conn: Connection, name: str, items: list[dict[str, object]], now: datetime) -> int:
@@ -197,6 +203,7 @@ def set_plan(conn: Connection, name: str, items: list[dict[str, object]], now: d
     conn.execute(prices.delete().where(prices.c.plan_id == plan_id, prices.c.shop_id.is_(None)))
     if lines:
         conn.execute(prices.insert(), [{**line, "plan_id": plan_id} for line in lines])
+    bump_config_of_plan(conn, plan_id)
     return plan_id
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
-from orderbell.billing.prices import Quote, fmt, quote
+from orderbell.billing.prices import Quote, destination_country, fmt, priced
 from orderbell.clock import Clock
 from orderbell.domain.model import (
     Channel,
@@ -23,19 +24,14 @@ from orderbell.domain.model import (
     MessageStatus,
     OrderEvent,
     OrderSnapshot,
-    Rule,
-    Shop,
-    TemplateKind,
 )
 from orderbell.domain.segments import analyse
 from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
+from orderbell.engine.shop_config import ShopConfig, ShopConfigCache
 from orderbell.errors import Conflict, TemplateError
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
-from orderbell.store import rules as rule_store
-from orderbell.store import shops as shop_store
-from orderbell.store import templates as template_store
 from orderbell.store.db import new_id
 from orderbell.store.schema import events
 from orderbell.templates.sandbox import Renderer
@@ -69,23 +65,21 @@ def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> Ord
     )
 
 
-def template_infos(
-    conn: Connection, shop_id: int, rules: Sequence[Rule]
-) -> dict[int, TemplateInfo]:
-    """The templates the given rules use (with their active versions), scoped to the shop."""
-    rows = template_store.with_versions(conn, shop_id, {r.action.template_id for r in rules})
-    return {
-        r.id: TemplateInfo(
-            id=r.id,
-            kind=TemplateKind(r.kind),
-            channel=Channel(r.channel),
-            active=r.active,
-            locale=r.locale,
-            version=r.version,
-            source=template_store.source(r._mapping),
-        )
-        for r in rows
-    }
+#: The most events one group commit takes; later arrivals form the next group.
+GROUP_MAX = 64
+
+
+@dataclass(slots=True, kw_only=True)
+class _Pending:
+    """An event waiting for its group commit, and what became of it."""
+
+    shop_id: int
+    data: EventIn
+    key: str
+    digest: str
+    done: bool = False
+    result: IngestResult | None = None
+    error: Exception | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,26 +110,75 @@ class Ingestor:
         self._clock = clock
         self._renderer = renderer or Renderer()
         self._billing = billing
+        self._configs = ShopConfigCache()
+        self._group = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
 
     def ingest(
         self, shop_id: int, data: EventIn, idempotency_key: str | None = None
     ) -> IngestResult:
-        """Store one event and its planned messages atomically; replays are no-ops."""
+        """Store one event and its planned messages atomically; replays are no-ops.
+
+        Events arriving at the same time from several threads share one transaction (group
+        commit), each inside its own savepoint: one event's failure rolls back only that
+        event, and the commit — the expensive part — is paid once for the group."""
         digest = body_hash(data)
         key = idempotency_key or (f"id:{data.id}" if data.id else f"body:{digest}")
+        item = _Pending(shop_id=shop_id, data=data, key=key, digest=digest)
+        self._wait_for_group(item)
+        if item.result is not None:
+            return item.result
+        if not isinstance(item.error, IntegrityError):
+            assert item.error is not None
+            raise item.error
+        # Another process stored the same key between our check and insert.
+        with self._engine.begin() as conn:
+            previous = self._replay(conn, shop_id, key, digest)
+        if previous:
+            return previous
+        raise item.error
+
+    def _wait_for_group(self, item: _Pending) -> None:
+        """Queue the event; the first thread to find no group running leads the next one
+        (taking everything queued so far), the others wait until their event is done."""
+        with self._group:
+            self._queue.append(item)
+            while not item.done:
+                if self._leading:
+                    self._group.wait()
+                    continue
+                self._leading = True
+                batch, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
+                self._group.release()
+                try:
+                    self._run_group(batch)
+                finally:
+                    self._group.acquire()
+                    self._leading = False
+                    self._group.notify_all()
+
+    def _run_group(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as conn:
-                previous = self._replay(conn, shop_id, key, digest)
-                if previous:
-                    return previous
-                return self._store(conn, shop_id, data, key, digest)
-        except IntegrityError:
-            # Another process stored the same key between our check and insert.
-            with self._engine.begin() as conn:
-                previous = self._replay(conn, shop_id, key, digest)
-            if previous:
-                return previous
-            raise
+                for it in batch:
+                    try:
+                        with conn.begin_nested():
+                            previous = self._replay(conn, it.shop_id, it.key, it.digest)
+                            it.result = previous or self._store(
+                                conn, it.shop_id, it.data, it.key, it.digest
+                            )
+                    except Exception as exc:  # this event only: its savepoint is rolled back
+                        it.result, it.error = None, exc
+        except Exception as exc:  # the commit itself failed: nothing of the group was stored
+            for it in batch:
+                if it.error is None:
+                    it.result, it.error = None, exc
+        finally:
+            for it in batch:
+                if it.result is None and it.error is None:  # pragma: no cover - defensive
+                    it.error = RuntimeError("the event was not processed")
+                it.done = True
 
     def ingest_many(self, shop_id: int, items: Sequence[EventIn]) -> list[IngestResult]:
         """Ingest a batch in one transaction: all stored, or none."""
@@ -166,7 +209,8 @@ class Ingestor:
         self, conn: Connection, shop_id: int, data: EventIn, key: str, digest: str
     ) -> IngestResult:
         now = self._clock.now()
-        shop = shop_store.get(conn, shop_id)
+        config = self._configs.get(conn, shop_id)
+        shop = config.shop
         customer_id, customer = customer_store.upsert_from_event(conn, shop, data.customer, now)
         applied = order_store.apply_event(
             conn,
@@ -194,7 +238,7 @@ class Ingestor:
             )
         )
         outcome = self._plan_and_store(
-            conn, shop, data, applied, customer_id, customer, event_id, now
+            conn, config, data, applied, customer_id, customer, event_id, now
         )
         conn.execute(events.update().where(events.c.id == event_id).values(outcome=outcome))
         log.info(
@@ -210,7 +254,7 @@ class Ingestor:
     def _plan_and_store(
         self,
         conn: Connection,
-        shop: Shop,
+        config: ShopConfig,
         data: EventIn,
         applied: order_store.Applied,
         customer_id: int | None,
@@ -224,31 +268,33 @@ class Ingestor:
                 f"order's known state at {applied.state_at.isoformat()}; no messages"
             )
             return {"stale": True, "reason": reason, "verdicts": [], "messages": []}
-        rules = rule_store.for_event(conn, shop.id, data.type)
         event = to_event(data, applied.snapshot, customer)
         verdicts, planned = plan(
-            shop=shop,
-            rules=rules,
+            shop=config.shop,
+            rules=config.rules.get(data.type, []),
             event=event,
             customer=customer,
-            templates=(infos := template_infos(conn, shop.id, rules)),
+            templates=config.templates,
             now=now,
         )
         account: list[credits.Account] = []  # read (and locked) once per event, when needed
+        log: list[message_store.LogEntry] = []
         stored = [
             self._store_message(
                 conn,
-                shop,
+                config,
                 p,
-                infos.get(p.rule.action.template_id),
+                config.templates.get(p.rule.action.template_id),
                 event_id,
                 applied.order_id,
                 customer_id,
                 now,
                 account,
+                log,
             )
             for p in planned
         ]
+        message_store.add_log(conn, log)
         return {
             "stale": False,
             "verdicts": [v.as_dict() for v in verdicts],
@@ -258,7 +304,7 @@ class Ingestor:
     def _store_message(
         self,
         conn: Connection,
-        shop: Shop,
+        config: ShopConfig,
         p: PlannedMessage,
         template: TemplateInfo | None,
         event_id: int,
@@ -266,12 +312,14 @@ class Ingestor:
         customer_id: int | None,
         now: datetime,
         account: list[credits.Account],
+        log: list[message_store.LogEntry],
     ) -> dict[str, Any]:
+        shop = config.shop
         price: Quote | None = None
         if self._billing and is_pending(p.status):
             if not account:
                 account.append(credits.account(conn, shop.id, lock=True))
-            price = self._quote(conn, shop, p, template, account[0].plan_id)
+            price = self._quote(conn, config, p, template, account[0].plan_id)
         message_id, hold = credits.insert_funded(
             conn,
             {
@@ -297,21 +345,21 @@ class Ingestor:
             account_cache=account,
             now=now,
             actor=f"event:{event_id}",
+            allowances=config.has_packages,
         )
         status, reason = (MessageStatus.HELD, hold) if hold else (p.status, p.reason)
         detail = {"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)}
-        log = [
+        log.append(
             message_store.LogEntry(
                 message_id=message_id, at=now, status=p.status.value, reason=p.reason, detail=detail
             )
-        ]
+        )
         if hold:
             log.append(
                 message_store.LogEntry(
                     message_id=message_id, at=now, status=status.value, reason=hold
                 )
             )
-        message_store.add_log(conn, log)
         return {
             "id": message_id,
             "rule_id": p.rule.id,
@@ -327,7 +375,7 @@ class Ingestor:
     def _quote(
         self,
         conn: Connection,
-        shop: Shop,
+        config: ShopConfig,
         p: PlannedMessage,
         template: TemplateInfo | None,
         plan_id: int | None,
@@ -342,7 +390,9 @@ class Ingestor:
                 segments = analyse(rendered.text).segments
             except TemplateError:
                 segments = None
-        return quote(conn, shop.id, plan_id, p.channel, p.recipient, segments)
+        country = destination_country(p.channel, p.recipient)
+        unit = config.unit_price(conn, plan_id, p.channel, country)
+        return priced(unit, p.channel, country, segments)
 
 
 def is_pending(status: MessageStatus) -> bool:

@@ -12,8 +12,9 @@ from orderbell.billing.prices import quote
 from orderbell.clock import Clock
 from orderbell.domain.model import Channel, CustomerInfo, OrderSnapshot
 from orderbell.domain.segments import analyse
-from orderbell.engine.ingest import event_status, template_infos, to_event
+from orderbell.engine.ingest import event_status, to_event
 from orderbell.engine.planner import plan
+from orderbell.engine.shop_config import template_infos
 from orderbell.errors import TemplateError
 from orderbell.store import customers as customer_store
 from orderbell.store import orders as order_store

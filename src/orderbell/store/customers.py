@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
@@ -54,25 +55,28 @@ def upsert_from_event(
         select(customers).where(customers.c.shop_id == shop.id, customers.c.external_id == key)
     ).first()
     if row is None:
+        inserted = {"shop_id": shop.id, "external_id": key, "created_at": now, "updated_at": now}
+        inserted.update(values)
         customer_id = new_id(
-            conn.execute(
-                customers.insert(),  # values as parameters: the statement stays cached
-                {
-                    "shop_id": shop.id,
-                    "external_id": key,
-                    "created_at": now,
-                    "updated_at": now,
-                    **values,
-                },
-            )
+            conn.execute(customers.insert(), inserted)  # values as parameters: stays cached
         )
-        row = conn.execute(select(customers).where(customers.c.id == customer_id)).one()
-    elif any(getattr(row, k) != v for k, v in values.items()):
+        # The new row as stored, without reading it back: columns not given take their defaults.
+        fresh = {**_NEW_ROW, **inserted, "id": customer_id}
+        return customer_id, info(SimpleNamespace(**fresh))
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if changed:
         conn.execute(
-            update(customers).where(customers.c.id == row.id).values(updated_at=now, **values)
+            update(customers).where(customers.c.id == row.id).values(updated_at=now, **changed)
         )
-        row = conn.execute(select(customers).where(customers.c.id == row.id)).one()
+        return int(row.id), info(SimpleNamespace(**{**row._asdict(), **changed}))
     return int(row.id), info(row)
+
+
+#: A customers row with every column at its default (None where there is none).
+_NEW_ROW: dict[str, Any] = {
+    c.name: getattr(c.default, "arg", None) if getattr(c.default, "is_scalar", False) else None
+    for c in customers.c
+}
 
 
 def info(row: Any) -> CustomerInfo:

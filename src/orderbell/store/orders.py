@@ -77,11 +77,10 @@ def apply_event(
                 },
             )
         )
-        row = conn.execute(select(orders).where(orders.c.id == order_id)).one()
         _history(conn, shop_id, order_id, values.get("status"), occurred_at)
         return Applied(
             order_id=order_id,
-            snapshot=snapshot(row),
+            snapshot=OrderSnapshot(code=data.code, **{f: values.get(f) for f in SNAPSHOT_FIELDS}),
             stale=False,
             state_at=occurred_at,
             previous_status=None,

@@ -19,7 +19,7 @@ from orderbell.errors import NotFound, RuleError
 from orderbell.store import templates as template_store
 from orderbell.store.db import new_id
 from orderbell.store.schema import rules
-from orderbell.store.shops import hour_range
+from orderbell.store.shops import bump_config, hour_range
 from orderbell.templates.validation import validate
 
 
@@ -104,6 +104,7 @@ def create(conn: Connection, shop_id: int, data: RuleIn, now: datetime) -> dict[
     rule_id = new_id(
         conn.execute(rules.insert().values(shop_id=shop_id, created_at=now, **_columns(data, now)))
     )
+    bump_config(conn, shop_id)
     return get(conn, shop_id, rule_id)
 
 
@@ -121,6 +122,7 @@ def patch(
         .where(rules.c.id == rule_id, rules.c.shop_id == shop_id)
         .values(**_columns(data, now))
     )
+    bump_config(conn, shop_id)
     return get(conn, shop_id, rule_id)
 
 
@@ -129,6 +131,7 @@ def remove(conn: Connection, shop_id: int, rule_id: int) -> None:
     result = conn.execute(delete(rules).where(rules.c.id == rule_id, rules.c.shop_id == shop_id))
     if result.rowcount == 0:
         raise NotFound("rule not found", field="rule_id")
+    bump_config(conn, shop_id)
 
 
 def get(conn: Connection, shop_id: int, rule_id: int) -> dict[str, Any]:
@@ -157,6 +160,16 @@ def for_event(conn: Connection, shop_id: int, event_type: str) -> list[Rule]:
         .order_by(rules.c.priority, rules.c.id)
     )
     return [to_rule(r.id, RuleIn.model_validate(r.definition)) for r in rows]
+
+
+def all_for_shop(conn: Connection, shop_id: int) -> list[tuple[str, Rule]]:
+    """Every rule of a shop with its event type, in evaluation order (inactive included)."""
+    rows = conn.execute(
+        select(rules.c.id, rules.c.event_type, rules.c.definition)
+        .where(rules.c.shop_id == shop_id)
+        .order_by(rules.c.priority, rules.c.id)
+    )
+    return [(r.event_type, to_rule(r.id, RuleIn.model_validate(r.definition))) for r in rows]
 
 
 def _json(row: Any) -> dict[str, Any]:

@@ -86,6 +86,9 @@ shops = Table(
     Column("closed_dates", JSON, nullable=False, default=list),
     Column("settings", JSON, nullable=False, default=dict),
     Column("created_at", UtcDateTime, nullable=False),
+    # Bumped by every change to the shop, its rules, templates, prices or packages: the
+    # ingest path caches those per shop and re-reads them only when this number moves.
+    Column("config_version", Integer, nullable=False, default=0, server_default="0"),
 )
 
 api_keys = Table(

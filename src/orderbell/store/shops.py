@@ -8,7 +8,7 @@ import secrets
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from orderbell.api.schemas import ShopIn, ShopPatch, parse_clock
 from orderbell.domain import calendar
@@ -100,8 +100,49 @@ def patch(conn: Connection, shop_id: int, data: ShopPatch) -> Any:
     """Update some fields of a shop."""
     values = _check(data.model_dump(exclude_unset=True))
     if values:
-        conn.execute(update(shops).where(shops.c.id == shop_id).values(**values))
+        conn.execute(
+            update(shops)
+            .where(shops.c.id == shop_id)
+            .values(**values, config_version=shops.c.config_version + 1)
+        )
     return get_row(conn, shop_id)
+
+
+def bump_config(conn: Connection, shop_id: int) -> None:
+    """Mark the shop's configuration (rules, templates, prices, packages) as changed, so
+    every process re-reads what it cached for the shop."""
+    conn.execute(_BUMP, {"shop_id": shop_id})
+
+
+def bump_config_of_plan(conn: Connection, plan_id: int) -> None:
+    """Mark every shop on a price plan as changed."""
+    from orderbell.store.schema import credit_accounts
+
+    conn.execute(
+        update(shops)
+        .where(
+            shops.c.id.in_(
+                select(credit_accounts.c.shop_id).where(credit_accounts.c.plan_id == plan_id)
+            )
+        )
+        .values(config_version=shops.c.config_version + 1)
+    )
+
+
+def config_version(conn: Connection, shop_id: int) -> int:
+    """The shop's configuration version, or NotFound."""
+    value = conn.execute(_VERSION, {"shop_id": shop_id}).scalar()
+    if value is None:
+        raise NotFound("shop not found", field="shop")
+    return int(value)
+
+
+_BUMP = (
+    update(shops)
+    .where(shops.c.id == bindparam("shop_id"))
+    .values(config_version=shops.c.config_version + 1)
+)
+_VERSION = select(shops.c.config_version).where(shops.c.id == bindparam("shop_id"))
 
 
 def get_row(conn: Connection, shop_id: int) -> Any:

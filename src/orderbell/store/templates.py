@@ -12,6 +12,7 @@ from orderbell.domain.model import Channel, TemplateKind
 from orderbell.errors import InvalidInput, NotFound
 from orderbell.store.db import new_id
 from orderbell.store.schema import rules, template_versions, templates
+from orderbell.store.shops import bump_config
 from orderbell.templates.sandbox import TemplateSource
 from orderbell.templates.validation import validate
 
@@ -62,6 +63,7 @@ def create(conn: Connection, shop_id: int, data: TemplateIn, now: datetime) -> d
             created_at=now,
         )
     )
+    bump_config(conn, shop_id)
     return get(conn, shop_id, template_id)
 
 
@@ -91,6 +93,7 @@ def save_version(
             name=data.name, locale=data.locale, active=data.active, version=version, updated_at=now
         )
     )
+    bump_config(conn, shop_id)
     return get(conn, shop_id, template_id)
 
 

@@ -1,0 +1,107 @@
+"""What the ingest path needs to know about a shop, cached per process.
+
+A shop's rules, templates and prices change rarely and are read on every event. They are
+kept here per shop together with the shop's ``config_version``; every writer of that
+configuration bumps the version (``store.shops.bump_config``), so one indexed read of the
+version per event tells whether the cached copy is still the truth — in this process and
+in every other one on the same database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import Connection, select
+
+from orderbell.billing import prices as price_book
+from orderbell.domain.model import Channel, Rule, Shop, TemplateKind
+from orderbell.engine.planner import TemplateInfo
+from orderbell.store import rules as rule_store
+from orderbell.store import shops as shop_store
+from orderbell.store import templates as template_store
+from orderbell.store.schema import packages
+
+
+def template_infos(
+    conn: Connection, shop_id: int, rules: Sequence[Rule]
+) -> dict[int, TemplateInfo]:
+    """The templates the given rules use (with their active versions), scoped to the shop."""
+    rows = template_store.with_versions(conn, shop_id, {r.action.template_id for r in rules})
+    return {
+        r.id: TemplateInfo(
+            id=r.id,
+            kind=TemplateKind(r.kind),
+            channel=Channel(r.channel),
+            active=r.active,
+            locale=r.locale,
+            version=r.version,
+            source=template_store.source(r._mapping),
+        )
+        for r in rows
+    }
+
+
+@dataclass(kw_only=True)
+class ShopConfig:
+    """One version of a shop's configuration."""
+
+    version: int
+    shop: Shop
+    rules: dict[str, list[Rule]]  #: by event type, in evaluation order
+    templates: dict[int, TemplateInfo]
+    has_packages: bool  #: False: no allowance can pay for anything, skip looking
+    _prices: dict[tuple[int | None, Channel, str | None], Decimal] = field(default_factory=dict)
+
+    def unit_price(
+        self, conn: Connection, plan_id: int | None, channel: Channel, country: str | None
+    ) -> Decimal:
+        """The unit price for a destination, read once per version."""
+        key = (plan_id, channel, country)
+        price = self._prices.get(key)
+        if price is None:
+            price = price_book.unit_price(conn, self.shop.id, plan_id, channel, country)
+            self._prices[key] = price
+        return price
+
+
+class ShopConfigCache:
+    """Per-process cache of `ShopConfig`, checked against the database on every use."""
+
+    def __init__(self) -> None:
+        self._configs: dict[int, ShopConfig] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection, shop_id: int) -> ShopConfig:
+        """The shop's current configuration (one small read when the cache is current)."""
+        version = shop_store.config_version(conn, shop_id)
+        cached = self._configs.get(shop_id)
+        if cached is not None and cached.version == version:
+            return cached
+        config = self._load(conn, shop_id, version)
+        with self._lock:
+            self._configs[shop_id] = config
+        return config
+
+    @staticmethod
+    def _load(conn: Connection, shop_id: int, version: int) -> ShopConfig:
+        shop = shop_store.get(conn, shop_id)
+        by_type: dict[str, list[Rule]] = {}
+        for event_type, rule in rule_store.all_for_shop(conn, shop_id):
+            by_type.setdefault(event_type, []).append(rule)
+        every = [r for rules in by_type.values() for r in rules]
+        has_packages = (
+            conn.execute(
+                select(packages.c.id).where(packages.c.shop_id == shop_id).limit(1)
+            ).first()
+            is not None
+        )
+        return ShopConfig(
+            version=version,
+            shop=shop,
+            rules=by_type,
+            templates=template_infos(conn, shop_id, every),
+            has_packages=has_packages,
+        )
