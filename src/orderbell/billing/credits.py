@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Integer, and_, bindparam, func, insert, or_, select, update
 
 from orderbell.billing.prices import Quote, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
@@ -127,14 +127,32 @@ def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREP
 
 def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
     """The shop's account; `lock` serialises writers (FOR UPDATE on PostgreSQL)."""
-    query = select(credit_accounts).where(credit_accounts.c.shop_id == shop_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _ACCOUNT_LOCKED if lock else _ACCOUNT
+    row = conn.execute(query, {"shop_id": shop_id}).first()
     if row is None:
         open_account(conn, shop_id, datetime.now(UTC))
-        row = conn.execute(query).first()
+        row = conn.execute(query, {"shop_id": shop_id}).first()
     return _account(row)
+
+
+_ACCOUNT = select(credit_accounts).where(credit_accounts.c.shop_id == bindparam("shop_id"))
+_ACCOUNT_LOCKED = _ACCOUNT.with_for_update()
+_MOVE_CREDITS = (
+    update(credit_accounts)
+    .where(credit_accounts.c.shop_id == bindparam("b_shop_id"))
+    .values(
+        available=credit_accounts.c.available
+        + bindparam("credits", type_=credit_accounts.c.available.type),
+        reserved=credit_accounts.c.reserved
+        + bindparam("reserved", type_=credit_accounts.c.reserved.type),
+        updated_at=bindparam("now", type_=credit_accounts.c.updated_at.type),
+    )
+)
+_MOVE_UNITS = (
+    update(allowance_buckets)
+    .where(allowance_buckets.c.id == bindparam("b_bucket_id"))
+    .values(remaining=allowance_buckets.c.remaining + bindparam("units", type_=Integer()))
+)
 
 
 def _entry(
@@ -176,20 +194,11 @@ def _entry(
     if credits:
         reserved_delta = -credits if kind in ("reservation", "release") else Decimal(0)
         conn.execute(
-            update(credit_accounts)
-            .where(credit_accounts.c.shop_id == shop_id)
-            .values(
-                available=credit_accounts.c.available + credits,
-                reserved=credit_accounts.c.reserved + reserved_delta,
-                updated_at=now,
-            )
+            _MOVE_CREDITS,
+            {"b_shop_id": shop_id, "credits": credits, "reserved": reserved_delta, "now": now},
         )
     if units and bucket_id is not None:
-        conn.execute(
-            update(allowance_buckets)
-            .where(allowance_buckets.c.id == bucket_id)
-            .values(remaining=allowance_buckets.c.remaining + units)
-        )
+        conn.execute(_MOVE_UNITS, {"b_bucket_id": bucket_id, "units": units})
 
 
 # ------------------------------------------------------------------ months and periods
@@ -257,20 +266,29 @@ def _usable_bucket(
     conn: Connection, shop_id: int, channel: Channel, units: int, now: datetime
 ) -> Any:
     return conn.execute(
-        select(allowance_buckets.c.id)
-        .where(
-            allowance_buckets.c.shop_id == shop_id,
-            allowance_buckets.c.channel == channel.value,
-            allowance_buckets.c.remaining >= units,
-            or_(allowance_buckets.c.expires_at.is_(None), allowance_buckets.c.expires_at > now),
-        )
-        .order_by(
-            (allowance_buckets.c.kind != "carry_over"),  # carried-over allowance first
-            allowance_buckets.c.period,
-            allowance_buckets.c.id,
-        )
-        .limit(1)
+        _USABLE_BUCKET,
+        {"shop_id": shop_id, "channel": channel.value, "units": units, "now": now},
     ).first()
+
+
+_USABLE_BUCKET = (
+    select(allowance_buckets.c.id)
+    .where(
+        allowance_buckets.c.shop_id == bindparam("shop_id"),
+        allowance_buckets.c.channel == bindparam("channel"),
+        allowance_buckets.c.remaining >= bindparam("units"),
+        or_(
+            allowance_buckets.c.expires_at.is_(None),
+            allowance_buckets.c.expires_at > bindparam("now", type_=ledger.c.at.type),
+        ),
+    )
+    .order_by(
+        (allowance_buckets.c.kind != "carry_over"),  # carried-over allowance first
+        allowance_buckets.c.period,
+        allowance_buckets.c.id,
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -52,6 +53,11 @@ def parse_phone(raw: object, default_region: str | None, field: str = "phone") -
     """Parse and normalise a number (the shop's country is the default region)."""
     if not isinstance(raw, str):
         raise InvalidInput("must be a string", field=field)
+    return _parse_phone(raw, default_region, field)
+
+
+@lru_cache(maxsize=8192)  # a pure function of its arguments; errors are not cached
+def _parse_phone(raw: str, default_region: str | None, field: str) -> Phone:
     text = raw.strip()
     if not text:
         raise InvalidInput("must not be empty", field=field)
@@ -114,6 +120,11 @@ def parse_email(raw: object, field: str = "email") -> str:
     domain stays in Unicode NFC, the SMTP channel IDNA-encodes it when sending)."""
     if not isinstance(raw, str):
         raise InvalidInput("must be a string", field=field)
+    return _parse_email(raw, field)
+
+
+@lru_cache(maxsize=8192)  # a pure function of its arguments; errors are not cached
+def _parse_email(raw: str, field: str) -> str:
     text = check_header_value(raw.strip(), field)
     if not text:
         raise InvalidInput("must not be empty", field=field)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from orderbell.api.schemas import EventIn
@@ -64,6 +64,16 @@ def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> Ord
         data=data.data,
     )
 
+
+# Hot statements, built once (building one per call costs ~5x its execution).
+_REPLAY = select(events.c.id, events.c.body_hash, events.c.outcome).where(
+    events.c.shop_id == bindparam("shop_id"), events.c.idempotency_key == bindparam("key")
+)
+_SET_OUTCOME = (
+    events.update()
+    .where(events.c.id == bindparam("b_event_id"))
+    .values(outcome=bindparam("b_outcome", type_=events.c.outcome.type))
+)
 
 #: The most events one group commit takes; later arrivals form the next group.
 GROUP_MAX = 64
@@ -192,11 +202,7 @@ class Ingestor:
         return results
 
     def _replay(self, conn: Connection, shop_id: int, key: str, digest: str) -> IngestResult | None:
-        row = conn.execute(
-            select(events.c.id, events.c.body_hash, events.c.outcome).where(
-                events.c.shop_id == shop_id, events.c.idempotency_key == key
-            )
-        ).first()
+        row = conn.execute(_REPLAY, {"shop_id": shop_id, "key": key}).first()
         if row is None:
             return None
         if row.body_hash != digest:
@@ -240,7 +246,7 @@ class Ingestor:
         outcome = self._plan_and_store(
             conn, config, data, applied, customer_id, customer, event_id, now
         )
-        conn.execute(events.update().where(events.c.id == event_id).values(outcome=outcome))
+        conn.execute(_SET_OUTCOME, {"b_event_id": event_id, "b_outcome": outcome})
         log.info(
             "event_ingested",
             shop_id=shop_id,

@@ -6,7 +6,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from orderbell.api.schemas import CustomerConsentIn, CustomerIn, CustomerWrite
 from orderbell.domain.addresses import parse_email, parse_phone
@@ -51,9 +51,7 @@ def upsert_from_event(
     key = external_id(data, values)
     if key is None:
         return None, CustomerInfo()
-    row = conn.execute(
-        select(customers).where(customers.c.shop_id == shop.id, customers.c.external_id == key)
-    ).first()
+    row = conn.execute(_BY_KEY, {"shop_id": shop.id, "key": key}).first()
     if row is None:
         inserted = {"shop_id": shop.id, "external_id": key, "created_at": now, "updated_at": now}
         inserted.update(values)
@@ -71,6 +69,10 @@ def upsert_from_event(
         return int(row.id), info(SimpleNamespace(**{**row._asdict(), **changed}))
     return int(row.id), info(row)
 
+
+_BY_KEY = select(customers).where(
+    customers.c.shop_id == bindparam("shop_id"), customers.c.external_id == bindparam("key")
+)
 
 #: A customers row with every column at its default (None where there is none).
 _NEW_ROW: dict[str, Any] = {

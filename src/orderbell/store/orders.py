@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from orderbell.api.schemas import OrderIn
 from orderbell.domain.model import OrderSnapshot
@@ -59,9 +59,7 @@ def apply_event(
     values = {f: getattr(data, f) for f in SNAPSHOT_FIELDS if getattr(data, f) is not None}
     if status:
         values["status"] = status
-    row = conn.execute(
-        select(orders).where(orders.c.shop_id == shop_id, orders.c.code == data.code)
-    ).first()
+    row = conn.execute(_BY_CODE, {"shop_id": shop_id, "code": data.code}).first()
     if row is None:
         order_id = new_id(
             conn.execute(
@@ -112,6 +110,11 @@ def apply_event(
         state_at=occurred_at,
         previous_status=row.status,
     )
+
+
+_BY_CODE = select(orders).where(
+    orders.c.shop_id == bindparam("shop_id"), orders.c.code == bindparam("code")
+)
 
 
 def _history(

@@ -111,7 +111,7 @@ def patch(conn: Connection, shop_id: int, data: ShopPatch) -> Any:
 def bump_config(conn: Connection, shop_id: int) -> None:
     """Mark the shop's configuration (rules, templates, prices, packages) as changed, so
     every process re-reads what it cached for the shop."""
-    conn.execute(_BUMP, {"shop_id": shop_id})
+    conn.execute(_BUMP, {"b_shop_id": shop_id})
 
 
 def bump_config_of_plan(conn: Connection, plan_id: int) -> None:
@@ -137,9 +137,12 @@ def config_version(conn: Connection, shop_id: int) -> int:
     return int(value)
 
 
+_KEY_BY_PREFIX = select(api_keys.c.shop_id, api_keys.c.secret_hash, api_keys.c.revoked_at).where(
+    api_keys.c.prefix == bindparam("prefix")
+)
 _BUMP = (
     update(shops)
-    .where(shops.c.id == bindparam("shop_id"))
+    .where(shops.c.id == bindparam("b_shop_id"))
     .values(config_version=shops.c.config_version + 1)
 )
 _VERSION = select(shops.c.config_version).where(shops.c.id == bindparam("shop_id"))
@@ -190,11 +193,7 @@ def authenticate(conn: Connection, key: str) -> int:
     if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
         raise Unauthorized("malformed API key", field="authorization")
     prefix, secret = key[len(KEY_PREFIX) :].split("_", 1)
-    row = conn.execute(
-        select(api_keys.c.shop_id, api_keys.c.secret_hash, api_keys.c.revoked_at).where(
-            api_keys.c.prefix == prefix
-        )
-    ).first()
+    row = conn.execute(_KEY_BY_PREFIX, {"prefix": prefix}).first()
     if row is None or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key", field="authorization")
     if not hmac.compare_digest(row.secret_hash, _hash(secret)):

@@ -145,6 +145,7 @@ def _plain(text: str) -> str:
     return text.replace("\u00a0", " ").replace("\u202f", " ")
 
 
+@lru_cache(maxsize=4096)  # babel's formatting is slow and its inputs repeat
 def format_money(amount: Decimal, currency: str, locale: Locale) -> str:
     """An amount with its currency, as the locale writes it ("129,90 zł", "$409.94")."""
     try:
