@@ -17,7 +17,7 @@ from __future__ import annotations
 import calendar as month_calendar
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -155,50 +155,83 @@ _MOVE_UNITS = (
 )
 
 
-def _entry(
-    conn: Connection,
-    shop_id: int,
-    now: datetime,
-    kind: str,
-    *,
-    credits: Decimal = Decimal(0),
-    units: int = 0,
-    actor: str,
-    channel: str | None = None,
-    country: str | None = None,
-    bucket_id: int | None = None,
-    message_id: int | None = None,
-    rule_id: int | None = None,
-    reference: str | None = None,
-    note: str | None = None,
-) -> None:
-    """Append one ledger entry and move the cached figures with it."""
-    conn.execute(
-        insert(ledger),  # values as parameters: one cached statement, not one built per entry
-        {
-            "shop_id": shop_id,
-            "at": now,
-            "kind": kind,
-            "credits": credits,
-            "units": units,
-            "channel": channel,
-            "country": country,
-            "bucket_id": bucket_id,
-            "message_id": message_id,
-            "rule_id": rule_id,
-            "actor": actor[:100],
-            "reference": reference,
-            "note": (note or None) and note[:300],
-        },
-    )
-    if credits:
-        reserved_delta = -credits if kind in ("reservation", "release") else Decimal(0)
-        conn.execute(
-            _MOVE_CREDITS,
-            {"b_shop_id": shop_id, "credits": credits, "reserved": reserved_delta, "now": now},
+class _Entries:
+    """Ledger entries collected for one write: the rows go in with one executemany, and
+    each account and allowance bucket they touch is moved once by their sum."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.accounts: dict[int, list[Decimal]] = {}  #: shop → [available Δ, reserved Δ]
+        self.buckets: dict[int, int] = {}  #: bucket → remaining Δ
+
+    def add(
+        self,
+        shop_id: int,
+        now: datetime,
+        kind: str,
+        *,
+        credits: Decimal = Decimal(0),
+        units: int = 0,
+        actor: str,
+        channel: str | None = None,
+        country: str | None = None,
+        bucket_id: int | None = None,
+        message_id: int | None = None,
+        rule_id: int | None = None,
+        reference: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Queue one entry and the moves of the cached figures that go with it."""
+        self.rows.append(
+            {
+                "shop_id": shop_id,
+                "at": now,
+                "kind": kind,
+                "credits": credits,
+                "units": units,
+                "channel": channel,
+                "country": country,
+                "bucket_id": bucket_id,
+                "message_id": message_id,
+                "rule_id": rule_id,
+                "actor": actor[:100],
+                "reference": reference,
+                "note": (note or None) and note[:300],
+            }
         )
-    if units and bucket_id is not None:
-        conn.execute(_MOVE_UNITS, {"b_bucket_id": bucket_id, "units": units})
+        if credits:
+            moves = self.accounts.setdefault(shop_id, [Decimal(0), Decimal(0)])
+            moves[0] += credits
+            if kind in ("reservation", "release"):
+                moves[1] -= credits
+        if units and bucket_id is not None:
+            self.buckets[bucket_id] = self.buckets.get(bucket_id, 0) + units
+
+    def write(self, conn: Connection, now: datetime) -> None:
+        """Append the entries and move the figures (accounts in shop order: no deadlocks
+        between workers settling batches of the same shops)."""
+        if self.rows:
+            conn.execute(insert(ledger), self.rows)  # values as parameters: cached statement
+        for shop_id in sorted(self.accounts):
+            available, reserved = self.accounts[shop_id]
+            if available or reserved:
+                conn.execute(
+                    _MOVE_CREDITS,
+                    {"b_shop_id": shop_id, "credits": available, "reserved": reserved, "now": now},
+                )
+        for bucket_id in sorted(self.buckets):
+            if self.buckets[bucket_id]:
+                conn.execute(
+                    _MOVE_UNITS, {"b_bucket_id": bucket_id, "units": self.buckets[bucket_id]}
+                )
+        self.rows, self.accounts, self.buckets = [], {}, {}
+
+
+def _entry(conn: Connection, shop_id: int, now: datetime, kind: str, **fields: Any) -> None:
+    """Append one ledger entry and move the cached figures with it."""
+    entries = _Entries()
+    entries.add(shop_id, now, kind, **fields)
+    entries.write(conn, now)
 
 
 # ------------------------------------------------------------------ months and periods
@@ -479,12 +512,19 @@ _BILL_COLUMNS = (
 
 def _units_of(row: Any, conn: Connection) -> int:
     """Allowance units a message reserved (from its reservation entry)."""
-    value = conn.execute(
-        select(func.coalesce(func.sum(ledger.c.units), 0)).where(
-            ledger.c.message_id == row.id, ledger.c.kind == "reservation"
-        )
-    ).scalar_one()
-    return -int(value)
+    return _reserved_units(conn, [row.id]).get(row.id, 0)
+
+
+def _reserved_units(conn: Connection, message_ids: Sequence[int]) -> dict[int, int]:
+    """Allowance units each message reserved (from their reservation entries), one query."""
+    if not message_ids:
+        return {}
+    rows = conn.execute(
+        select(ledger.c.message_id, func.sum(ledger.c.units))
+        .where(ledger.c.message_id.in_(message_ids), ledger.c.kind == "reservation")
+        .group_by(ledger.c.message_id)
+    )
+    return {int(m): -int(u or 0) for m, u in rows}
 
 
 def _country_of(row: Any) -> str | None:
@@ -493,9 +533,11 @@ def _country_of(row: Any) -> str | None:
     return destination_country(Channel(row.channel), row.recipient)
 
 
-def _settle_one(conn: Connection, row: Any, now: datetime, actor: str, debit: bool) -> None:
-    if row.billing != "reserved":
-        return
+def _settle_one(
+    entries: _Entries, row: Any, now: datetime, actor: str, debit: bool, units: int
+) -> None:
+    """Queue the entries that settle one reserved message (`units`: what it reserved of an
+    allowance). The caller writes them and marks the message debited or released."""
     common: dict[str, Any] = {
         "actor": actor,
         "channel": row.channel,
@@ -504,20 +546,34 @@ def _settle_one(conn: Connection, row: Any, now: datetime, actor: str, debit: bo
         "rule_id": row.rule_id,
     }
     if row.funding == "allowance":
-        units = _units_of(row, conn)
-        _entry(conn, row.shop_id, now, "release", units=units, bucket_id=row.bucket_id, **common)
+        entries.add(row.shop_id, now, "release", units=units, bucket_id=row.bucket_id, **common)
         if debit:
-            _entry(conn, row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
+            entries.add(row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
     else:
         cost = money(row.cost or 0)
-        _entry(conn, row.shop_id, now, "release", credits=cost, **common)
+        entries.add(row.shop_id, now, "release", credits=cost, **common)
         if debit:
-            _entry(conn, row.shop_id, now, "debit", credits=-cost, **common)
-    conn.execute(
-        update(messages)
-        .where(messages.c.id == row.id)
-        .values(billing="debited" if debit else "released")
-    )
+            entries.add(row.shop_id, now, "debit", credits=-cost, **common)
+
+
+def _settle(
+    conn: Connection, rows: Sequence[Any], now: datetime, actor: str, handed: Collection[int]
+) -> None:
+    """Settle reserved messages together: debit those in `handed`, release the others."""
+    rows = [r for r in rows if r.billing == "reserved"]
+    if not rows:
+        return
+    units = _reserved_units(conn, [r.id for r in rows if r.funding == "allowance"])
+    entries = _Entries()
+    for row in rows:
+        _settle_one(entries, row, now, actor, row.id in handed, units.get(row.id, 0))
+    entries.write(conn, now)
+    for state, ids in (
+        ("debited", [r.id for r in rows if r.id in handed]),
+        ("released", [r.id for r in rows if r.id not in handed]),
+    ):
+        if ids:
+            conn.execute(update(messages).where(messages.c.id.in_(ids)).values(billing=state))
 
 
 def settle(
@@ -551,11 +607,8 @@ def settle(
             messages.c.billing == "reserved",
         )
     ).all()
-    shops_touched: set[int] = set()
-    for row in rows:
-        _settle_one(conn, row, now, f"worker:{worker}", debit=row.id in handed)
-        shops_touched.add(row.shop_id)
-    for shop_id in shops_touched:
+    _settle(conn, rows, now, f"worker:{worker}", handed)
+    for shop_id in sorted({row.shop_id for row in rows}):
         _check_low_balance(conn, shop_id, now)
 
 
@@ -563,7 +616,7 @@ def release_message(conn: Connection, message_id: int, now: datetime, actor: str
     """Give back a message's reservation (it will never be sent)."""
     row = conn.execute(select(*_BILL_COLUMNS).where(messages.c.id == message_id)).first()
     if row is not None:
-        _settle_one(conn, row, now, actor, debit=False)
+        _settle(conn, [row], now, actor, handed=())
 
 
 def refund_after_submission(conn: Connection, message_id: int, now: datetime, actor: str) -> bool:
