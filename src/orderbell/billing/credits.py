@@ -389,8 +389,14 @@ def record(
     quote: Quote,
     now: datetime,
     actor: str,
+    entries: Reservations | None = None,
 ) -> Account:
-    """Write the reservation a decision made; returns the account as it now stands."""
+    """Write the reservation a decision made; returns the account as it now stands.
+
+    With `entries`, a reservation of prepaid credit by a shop without a spending cap is only
+    queued there (the caller writes them all with `write_reservations`): nothing a later
+    decision of the same transaction reads depends on it. Allowance reservations and capped
+    shops are written at once, since the next decision reads them."""
     if funding.hold is not None or funding.funding is None:
         return acct
     common: dict[str, Any] = {
@@ -411,11 +417,29 @@ def record(
             **common,
         )
         return acct
-    _entry(conn, acct.shop_id, now, "reservation", credits=-quote.cost, **common)
+    deferred = entries is not None and acct.monthly_cap is None
+    sink = entries if entries is not None and deferred else _Entries()
+    sink.add(acct.shop_id, now, "reservation", credits=-quote.cost, **common)
+    if not deferred:
+        sink.write(conn, now)
     acct = replace(acct, available=acct.available - quote.cost, reserved=acct.reserved + quote.cost)
-    if acct.low_balance_thresholds:
+    if acct.low_balance_thresholds and not deferred:
         _check_low_balance(conn, acct.shop_id, now)
     return acct
+
+
+#: Reservations queued by `record(..., entries=...)` until `write_reservations`.
+Reservations = _Entries
+
+
+def write_reservations(
+    conn: Connection, entries: Reservations, acct: Account | None, now: datetime
+) -> None:
+    """Write queued reservations; then check the shop's low-balance thresholds."""
+    queued = bool(entries.rows)
+    entries.write(conn, now)
+    if queued and acct is not None and acct.low_balance_thresholds:
+        _check_low_balance(conn, acct.shop_id, now)
 
 
 def insert_funded(
@@ -427,6 +451,7 @@ def insert_funded(
     now: datetime,
     actor: str,
     allowances: bool = True,
+    entries: Reservations | None = None,
 ) -> tuple[int, str | None]:
     """Insert a planned message, deciding first how it is paid for (when `quote` is given):
     cost, segments and funding go in with the row, a hold turns it `held`, and the
@@ -458,6 +483,7 @@ def insert_funded(
             quote=quote,
             now=now,
             actor=actor,
+            entries=entries,
         )
     return message_id, funding.hold if funding is not None else None
 

@@ -284,6 +284,7 @@ class Ingestor:
             now=now,
         )
         account: list[credits.Account] = []  # read (and locked) once per event, when needed
+        reservations = credits.Reservations()  # written together after the event's messages
         log: list[message_store.LogEntry] = []
         stored = [
             self._store_message(
@@ -297,9 +298,11 @@ class Ingestor:
                 now,
                 account,
                 log,
+                reservations,
             )
             for p in planned
         ]
+        credits.write_reservations(conn, reservations, account[0] if account else None, now)
         message_store.add_log(conn, log)
         return {
             "stale": False,
@@ -319,6 +322,7 @@ class Ingestor:
         now: datetime,
         account: list[credits.Account],
         log: list[message_store.LogEntry],
+        reservations: credits.Reservations,
     ) -> dict[str, Any]:
         shop = config.shop
         price: Quote | None = None
@@ -352,6 +356,7 @@ class Ingestor:
             now=now,
             actor=f"event:{event_id}",
             allowances=config.has_packages,
+            entries=reservations,
         )
         status, reason = (MessageStatus.HELD, hold) if hold else (p.status, p.reason)
         detail = {"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)}
