@@ -4,6 +4,7 @@ leaves nothing half-written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -293,3 +294,50 @@ def test_bad_shop_settings(
     assert r.json()["error"]["field"] == field
     assert reason in r.json()["error"]["message"]
     assert client.get("/v1/shop", headers=shop["auth"]).json()["timezone"] == "Europe/Istanbul"
+
+
+def test_chunked_body_past_the_limit_is_413(client: TestClient, shop: dict[str, Any]) -> None:
+    """No Content-Length: the body is counted as it is read."""
+
+    def chunks() -> Iterator[bytes]:
+        yield json.dumps(EVENT)[:-1].encode() + b', "data": {"blob": "'
+        for _ in range(12):
+            yield b"x" * 1_000_000
+        yield b'"}}'
+
+    r = client.post(
+        "/v1/events", headers={**shop["auth"], "content-type": "application/json"}, content=chunks()
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
+    assert r.json()["error"]["message"].startswith("the body is larger than")
+
+
+def test_chunked_body_within_the_limit_is_accepted(
+    client: TestClient, shop: dict[str, Any]
+) -> None:
+    def chunks() -> Iterator[bytes]:
+        body = json.dumps(EVENT).encode()
+        yield body[:10]
+        yield body[10:]
+
+    r = client.post(
+        "/v1/events", headers={**shop["auth"], "content-type": "application/json"}, content=chunks()
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_content_length_that_is_not_a_number_is_400(
+    client: TestClient, shop: dict[str, Any]
+) -> None:
+    r = client.post(
+        "/v1/events",
+        headers={**shop["auth"], "content-type": "application/json", "content-length": "12x"},
+        content=json.dumps(EVENT),
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "code": "invalid_input",
+        "message": "bad Content-Length",
+        "field": "content-length",
+    }

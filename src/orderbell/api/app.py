@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from orderbell import __version__
 from orderbell.api import errors
+from orderbell.api.body_limit import BodyLimit
 from orderbell.api.routers import credits, events, resources, shops
 from orderbell.compose import Services
 from orderbell.web.app import create_admin
@@ -74,31 +74,7 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
     errors.install(app)
     limit = services.settings.max_body_bytes
 
-    @app.middleware("http")
-    async def body_limit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        too_big = JSONResponse(
-            errors.error_body("too_large", f"the body is larger than {limit} bytes", "body"),
-            status_code=413,
-        )
-        if length is not None:
-            if not length.isdigit():
-                return JSONResponse(
-                    errors.error_body("invalid_input", "bad Content-Length", "content-length"),
-                    status_code=400,
-                )
-            if int(length) > limit:
-                return too_big
-        elif request.method in ("POST", "PUT", "PATCH"):
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    return too_big
-            request._body = body
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=limit)
 
     @app.get("/healthz", tags=["operations"])
     def health() -> dict[str, Any]:
