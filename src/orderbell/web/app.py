@@ -29,6 +29,7 @@ from orderbell.web.pages import (
     simulator,
     templates,
 )
+from orderbell.web.throttle import LoginThrottle
 
 log = structlog.get_logger("orderbell.web")
 
@@ -100,10 +101,11 @@ def _install_errors(admin: FastAPI) -> None:
         )
 
 
-def create_admin(services: Services) -> FastAPI:
+def create_admin(services: Services, throttle: LoginThrottle | None = None) -> FastAPI:
     """The admin UI as an ASGI app to mount under /admin."""
     admin = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     admin.state.services = services
+    admin.state.login_throttle = throttle or LoginThrottle()
     _install_errors(admin)
 
     @admin.middleware("http")
