@@ -28,6 +28,7 @@ from orderbell.web.pages import (
     settings,
     simulator,
     templates,
+    users,
 )
 from orderbell.web.throttle import LoginThrottle
 
@@ -122,6 +123,16 @@ def create_admin(services: Services, throttle: LoginThrottle | None = None) -> F
         return response
 
     admin.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (login, dashboard, rules, simulator, templates, customers, messages, settings):
+    for module in (
+        login,
+        dashboard,
+        rules,
+        simulator,
+        templates,
+        customers,
+        messages,
+        settings,
+        users,
+    ):
         admin.include_router(module.router)
     return admin
