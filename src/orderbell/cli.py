@@ -8,7 +8,7 @@ import signal
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from pydantic import ValidationError
@@ -28,11 +28,15 @@ shop_app = typer.Typer(help="Shops.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 credits_app = typer.Typer(help="Credits: balance, top-ups, statements.", no_args_is_help=True)
 user_app = typer.Typer(help="Admin logins of a shop (the web UI at /admin).", no_args_is_help=True)
+plan_app = typer.Typer(
+    help="Price plans shared by many shops (a shop's own prices still win).", no_args_is_help=True
+)
 app.add_typer(event_app, name="event")
 app.add_typer(shop_app, name="shop")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(credits_app, name="credits")
 app.add_typer(user_app, name="user")
+app.add_typer(plan_app, name="plan")
 out = Console()
 err = Console(stderr=True)
 
@@ -396,6 +400,109 @@ def user_create(
         raise fail(exc.message, f"--{exc.field}" if exc.field else None) from None
     out.print(f"login:     {email.strip().lower()}")
     out.print(f"password:  {password}   (shown once)")
+
+
+PLAN_FIELDS = {"name": "NAME", "channel": "--channel", "country": "--country"}
+
+
+def _plan_error(exc: OrderbellError) -> typer.Exit:
+    return fail(exc.message, PLAN_FIELDS.get(exc.field or "", exc.field))
+
+
+@plan_app.command("list")
+def plan_list() -> None:
+    """Every price plan with its number of price lines and of shops."""
+    from orderbell.billing import plans
+
+    svc = _services()
+    with svc.engine.connect() as conn:
+        rows = plans.names(conn)
+    table = Table("plan", "prices", "shops")
+    for r in rows:
+        table.add_row(str(r["name"]), str(r["prices"]), str(r["shops"]))
+    out.print(table)
+
+
+@plan_app.command("create")
+def plan_create(name: Annotated[str, typer.Argument(help="the plan's name")]) -> None:
+    """Create an empty plan: it prices like the default list until lines are added."""
+    from orderbell.billing import plans
+
+    svc = _services()
+    try:
+        with svc.engine.begin() as conn:
+            plans.create(conn, name, svc.clock.now())
+    except OrderbellError as exc:
+        raise _plan_error(exc) from None
+    out.print(f"price plan {name.strip()!r} created", highlight=False)
+
+
+@plan_app.command("price")
+def plan_price(
+    name: Annotated[str, typer.Argument(help="the plan's name")],
+    channel: Annotated[str, typer.Option(help="sms or email")],
+    country: Annotated[str, typer.Option(help='ISO 3166 code such as PL, or "*" for any')],
+    unit_price: Annotated[str, typer.Option(help='credits per SMS segment / e-mail, e.g. "0.07"')],
+) -> None:
+    """Set one price of a plan (replacing the plan's price for that channel and country)."""
+    from orderbell.billing import plans, prices
+
+    svc = _services()
+    try:
+        chosen = plans.channel(channel, field="--channel")
+        where = prices.parse_country(country.strip().upper(), field="--country")
+        price = plans.unit_price(unit_price, field="--unit-price")
+        with svc.engine.begin() as conn:
+            plans.set_price(conn, plans.find(conn, name, lock=True), chosen, where, price)
+    except OrderbellError as exc:
+        raise _plan_error(exc) from None
+    out.print(
+        f"{name.strip()}: {chosen.value} to {where} costs {prices.fmt(price)}", highlight=False
+    )
+
+
+@plan_app.command("show")
+def plan_show(
+    name: Annotated[str, typer.Argument(help="the plan's name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """A plan's prices, the default prices it leaves in place, and the shops on it."""
+    from orderbell.billing import plans
+
+    svc = _services()
+    try:
+        with svc.engine.connect() as conn:
+            data = plans.describe(conn, plans.find(conn, name))
+    except OrderbellError as exc:
+        raise _plan_error(exc) from None
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table("channel", "country", "unit price", "from", title=f"price plan {data['name']}")
+    for source, key in (("plan", "prices"), ("default", "defaults_used")):
+        for line in cast(list[dict[str, str]], data[key]):
+            table.add_row(line["channel"], line["country"], line["unit_price"], source)
+    out.print(table)
+    shops_on = cast(list[str], data["shops"])
+    out.print(f"shops: {', '.join(shops_on) if shops_on else 'none'}", highlight=False)
+
+
+@plan_app.command("assign")
+def plan_assign(
+    name: Annotated[str, typer.Argument(help="the plan's name")],
+    shop: Annotated[str, typer.Option(help="shop slug")],
+) -> None:
+    """Put a shop on a plan; its own prices (if any) still win over the plan's."""
+    from orderbell.billing import plans
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    try:
+        with svc.engine.begin() as conn:
+            plans.assign(conn, shop_id, plans.find(conn, name), svc.clock.now(), actor="cli")
+    except OrderbellError as exc:
+        raise _plan_error(exc) from None
+    out.print(f"shop {shop} is on price plan {name.strip()!r}", highlight=False)
 
 
 def main() -> None:

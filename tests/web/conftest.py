@@ -30,6 +30,7 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 CHROMIUM = Path("/usr/bin/chromium")
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 BIN = Path(sys.executable).parent / "orderbell"
+BROWSER_MODULES = {"test_admin.py", "test_admin_users.py"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if str(item.fspath).replace("\\", "/").endswith("tests/web/test_admin.py"):
+        if Path(str(item.fspath)).name in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
 
 

@@ -379,6 +379,7 @@ PAGES = [
     "/customers/",
     "/messages/",
     "/settings/",
+    "/settings/users/",
 ]
 
 

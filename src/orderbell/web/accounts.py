@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
-from orderbell.errors import Conflict, InvalidInput
+from orderbell.errors import Conflict, InvalidInput, NotFound
 from orderbell.store.db import new_id
 from orderbell.store.schema import admin_sessions, admin_users, shops
 
@@ -85,6 +85,45 @@ def create_user(
             )
         )
     )
+
+
+def list_users(conn: Connection, shop_id: int) -> list[dict[str, object]]:
+    """The shop's admin users, oldest first (never another shop's)."""
+    rows = conn.execute(
+        select(
+            admin_users.c.id,
+            admin_users.c.email,
+            admin_users.c.name,
+            admin_users.c.created_at,
+            admin_users.c.last_login_at,
+        )
+        .where(admin_users.c.shop_id == shop_id)
+        .order_by(admin_users.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def remove_user(conn: Connection, shop_id: int, user_id: int, acting_user_id: int) -> str:
+    """Remove a user of the shop (not oneself, never the last one); returns their e-mail."""
+    if user_id == acting_user_id:
+        raise InvalidInput("you cannot remove yourself; ask another user of the shop", field="user")
+    # one removal per shop at a time, so two users removing each other cannot leave none
+    conn.execute(select(shops.c.id).where(shops.c.id == shop_id).with_for_update())
+    row = conn.execute(
+        select(admin_users.c.email).where(
+            admin_users.c.id == user_id, admin_users.c.shop_id == shop_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound("no such user in this shop")
+    count = conn.execute(
+        select(func.count()).select_from(admin_users).where(admin_users.c.shop_id == shop_id)
+    ).scalar_one()
+    if count <= 1:
+        raise InvalidInput("the last user of a shop cannot be removed", field="user")
+    conn.execute(delete(admin_sessions).where(admin_sessions.c.user_id == user_id))
+    conn.execute(delete(admin_users).where(admin_users.c.id == user_id))
+    return str(row.email)
 
 
 def set_password(

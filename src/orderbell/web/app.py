@@ -28,7 +28,9 @@ from orderbell.web.pages import (
     settings,
     simulator,
     templates,
+    users,
 )
+from orderbell.web.throttle import LoginThrottle
 
 log = structlog.get_logger("orderbell.web")
 
@@ -100,10 +102,11 @@ def _install_errors(admin: FastAPI) -> None:
         )
 
 
-def create_admin(services: Services) -> FastAPI:
+def create_admin(services: Services, throttle: LoginThrottle | None = None) -> FastAPI:
     """The admin UI as an ASGI app to mount under /admin."""
     admin = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     admin.state.services = services
+    admin.state.login_throttle = throttle or LoginThrottle()
     _install_errors(admin)
 
     @admin.middleware("http")
@@ -120,6 +123,16 @@ def create_admin(services: Services) -> FastAPI:
         return response
 
     admin.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (login, dashboard, rules, simulator, templates, customers, messages, settings):
+    for module in (
+        login,
+        dashboard,
+        rules,
+        simulator,
+        templates,
+        customers,
+        messages,
+        settings,
+        users,
+    ):
         admin.include_router(module.router)
     return admin

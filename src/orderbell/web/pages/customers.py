@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import Select, and_, false, func, or_, select
 
 from orderbell.api.schemas import CustomerConsentIn, CustomerWrite
+from orderbell.billing import credits
 from orderbell.domain.model import TemplateKind
 from orderbell.engine import manual
 from orderbell.errors import InvalidInput, NotFound, OrderbellError
@@ -184,18 +185,23 @@ def bulk_preview(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
                 now=svc.clock.now(),
                 renderer=svc.renderer,
             )
+            credit = credits.summary(conn, shop.id, svc.clock.now())
     except OrderbellError as exc:
         errors.add_orderbell(exc)
     else:
         sendable = [m for m in planned if m.sendable]
+        total = sum((m.quote.cost for m in sendable if m.quote), Decimal(0))
         context = {
+            "credit": credit,
+            # a hint only: package allowances may still cover some of it
+            "short_of_credit": credit["mode"] == "prepaid" and total > Decimal(credit["available"]),
             "template": template,
             "planned": planned[:PREVIEW_ROWS],
             "more": max(0, len(planned) - PREVIEW_ROWS),
             "ids": ids,
             "sending": len(sendable),
             "skipped": len(planned) - len(sendable),
-            "total_cost": sum((m.quote.cost for m in sendable if m.quote), Decimal(0)),
+            "total_cost": total,
             "extra": _extra(form),
             "nonce": secrets.token_urlsafe(16),
         }

@@ -1,4 +1,5 @@
-"""Log in and out. The login form is CSRF-protected by a double-submit cookie."""
+"""Log in and out. The login form is CSRF-protected by a double-submit cookie, and failed
+logins are throttled per e-mail and per client address (see `orderbell.web.throttle`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from orderbell.web.core import (
     base,
     render,
 )
-from orderbell.web.forms import Errors, Form
+from orderbell.web.forms import FORM_ERROR, Errors, Form
+from orderbell.web.throttle import LoginThrottle
 
 router = APIRouter()
 
@@ -33,13 +35,18 @@ def _next(request: Request, value: str | None) -> str:
 
 
 def _login_page(
-    request: Request, *, email: str = "", next_: str = "", errors: Errors | None = None
+    request: Request,
+    *,
+    email: str = "",
+    next_: str = "",
+    errors: Errors | None = None,
+    status: int | None = None,
 ) -> Response:
     token = secrets.token_urlsafe(24)
     response = render(
         request,
         "login.html",
-        status=400 if errors else 200,
+        status=status or (400 if errors else 200),
         errors=errors,
         email=email,
         next=next_,
@@ -77,12 +84,26 @@ async def login(request: Request, svc: Svc) -> Response:
     if errors:
         return _login_page(request, email=email, next_=form.get("next"), errors=errors)
     now = svc.clock.now()
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else None
+    locked = throttle.locked_until(email, address, now)
+    if locked is not None:
+        # the same answer whether the account exists or not, and the password is not checked
+        minutes = max(1, -(-int((locked - now).total_seconds()) // 60))
+        errors.add(
+            FORM_ERROR,
+            "Too many failed logins. For your safety, logging in is paused for "
+            f"{minutes} minute{'s' if minutes != 1 else ''}; try again after that.",
+        )
+        return _login_page(request, email=email, next_=form.get("next"), errors=errors, status=429)
     with svc.engine.begin() as conn:
         user_id = accounts.authenticate(conn, email, password, now)
         token = accounts.start_session(conn, user_id, now) if user_id is not None else None
     if token is None:
+        await throttle.sleep(throttle.failed(email, address, now))
         errors.add("password", "wrong e-mail or password")
         return _login_page(request, email=email, next_=form.get("next"), errors=errors)
+    throttle.succeeded(email)
     response = RedirectResponse(_next(request, form.get("next")), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

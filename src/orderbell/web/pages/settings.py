@@ -1,4 +1,7 @@
-"""Settings: shop details, timezone, holidays and closed dates, quiet hours, providers, API keys."""
+"""Settings: shop details, timezone, holidays and closed dates, quiet hours, providers, API keys.
+
+Users and your own password are on their own page (`pages/users.py`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ from orderbell.domain.calendar import local, public_holiday
 from orderbell.errors import OrderbellError
 from orderbell.settings import Settings
 from orderbell.store import shops as shop_store
-from orderbell.web import accounts
 from orderbell.web.core import Me, Posted, Svc, redirect, render
 from orderbell.web.forms import Errors, Form
 
@@ -179,24 +181,3 @@ def revoke_key(request: Request, svc: Svc, me: Me, form: Posted, key_id: int) ->
     with svc.engine.begin() as conn:
         shop_store.revoke_key(conn, me.shop_id, key_id, svc.clock.now())
     return redirect(request, "/settings/#keys", "API key revoked.")
-
-
-@router.post("/password")
-def change_password(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
-    """Change the logged-in user's password (the current one is asked first)."""
-    errors = Errors()
-    new = form.get("new_password")
-    with svc.engine.begin() as conn:
-        current = form.get("current_password")
-        if accounts.authenticate(conn, me.email, current, svc.clock.now()) is None:
-            errors.add("current_password", "this is not your current password")
-        elif new != form.get("repeat_password"):
-            errors.add("repeat_password", "the two new passwords differ")
-        else:
-            try:
-                accounts.set_password(conn, me.user_id, new, keep_session=me.session_id)
-            except OrderbellError as exc:
-                errors.add("new_password", exc.message)
-    if errors:
-        return _page(request, svc, me, errors=errors, status=422)
-    return redirect(request, "/settings/", "Password changed.")
