@@ -20,6 +20,7 @@ from bench.common import Figure, print_table
 from bench.ingest import ingest_figures
 from bench.pipeline import pipeline_figure, pricing_figure
 from bench.render import render_figure
+from bench.smtp import smtp_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,12 +33,14 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "pipeline": lambda: [pipeline_figure(count=2_000, runs=1)],
             "ingest": lambda: ingest_figures(count=300, runs=1, limit=3, per_s=200, seconds=1),
             "pricing": lambda: [pricing_figure(count=50, runs=1)],
+            "smtp": lambda: [smtp_figure(count=300, runs=1)],
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
         "pipeline": lambda: [pipeline_figure(count=20_000, runs=3)],
         "ingest": lambda: ingest_figures(count=5_000, runs=3, limit=10, per_s=1000, seconds=5),
         "pricing": lambda: [pricing_figure(count=300, runs=3)],
+        "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
     }
 
 
@@ -46,7 +49,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, a fast pass")
     parser.add_argument(
-        "--only", action="append", choices=["render", "pipeline", "ingest", "pricing"]
+        "--only", action="append", choices=["render", "pipeline", "ingest", "pricing", "smtp"]
     )
     args = parser.parse_args()
     # In-process runs log warnings only (the ingest server logs as configured, to a file).

@@ -102,6 +102,7 @@ def services(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[
         outbox_file=outbox.path,
         embedded_worker=False,
         admin_token="admin-secret",
+        secret_key="test-secret-key-for-unsubscribe-links",
     )  # type: ignore[arg-type]
     providers = {
         Channel.SMS: ConsoleProvider(Channel.SMS, path=outbox.path),

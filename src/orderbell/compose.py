@@ -15,6 +15,7 @@ from orderbell.domain.model import Channel
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
 from orderbell.engine.ingest import Ingestor
 from orderbell.engine.simulate import Simulator
+from orderbell.engine.unsubscribe import Links, secret_key
 from orderbell.settings import Settings
 from orderbell.store.db import make_engine, migrate
 from orderbell.templates.sandbox import Renderer
@@ -56,8 +57,16 @@ class Services:
     providers: dict[Channel, Provider]
     ingestor: Ingestor = field(init=False)
     simulator: Simulator = field(init=False)
+    unsubscribe: Links = field(init=False)
 
     def __post_init__(self) -> None:
+        secret = self.settings.secret_key
+        self.unsubscribe = Links(
+            lambda: secret_key(
+                secret.get_secret_value() if secret else None, self.settings.secret_key_file
+            ),
+            self.settings.public_url,
+        )
         self.ingestor = Ingestor(
             self.engine, self.clock, self.renderer, billing=self.settings.billing
         )
@@ -79,6 +88,7 @@ class Services:
                 cap_seconds=self.settings.retry_cap_seconds,
             ),
             billing=self.settings.billing,
+            unsubscribe=self.unsubscribe,
         )
 
 

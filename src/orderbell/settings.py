@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     admin_token: SecretStr | None = None  #: allows POST /v1/shops; unset = CLI only
+    #: signs unsubscribe links; unset = generated once into secret_key_file (one machine only:
+    #: several machines must share one key through this setting)
+    secret_key: SecretStr | None = None
+    secret_key_file: Path = Path("./var/secret_key")
     embedded_worker: bool = True
     sms_provider: Literal["console"] = "console"
     email_provider: Literal["console", "smtp"] = "console"

@@ -33,3 +33,11 @@ def test_http_ingest_benchmark_measures_both_servers() -> None:
     assert latency.notes["ours"]["requests"] == 10
     assert latency.notes["ours"]["errors"] == 0
     assert latency.notes["validate_only"]["unanswered"] == 0
+
+
+def test_smtp_benchmark_measures_both_ways_of_connecting() -> None:
+    from bench.smtp import smtp_figure
+
+    figure = smtp_figure(count=20, runs=1)
+    measured(figure)
+    assert figure.notes["received"] == 20 + 20 + 20  # warm-up batch, baseline, ours

@@ -7,20 +7,24 @@ surrogates, so bad input is stopped at the edge with the field named.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from orderbell.domain import attachments as files
 from orderbell.domain.model import Category, Channel, HolidayMode, TemplateKind, is_known_event_type
+from orderbell.errors import InvalidInput
 
 
 def _clean(value: str) -> str:
@@ -46,6 +50,7 @@ def _clean_tree(value: Any) -> Any:
     return value
 
 
+T = TypeVar("T")
 Text = Annotated[str, AfterValidator(_clean)]
 Short = Annotated[str, Field(max_length=200), AfterValidator(_clean)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
@@ -117,6 +122,50 @@ class OrderIn(Input):
     shipping_country: Country | None = None
 
 
+class AttachmentIn(Input):
+    """A file for an e-mail: an event's invoice, or a template's static document."""
+
+    filename: Annotated[str, Field(min_length=1, max_length=files.MAX_FILENAME)]
+    content_type: Annotated[str, Field(min_length=1, max_length=100)]
+    content_base64: Annotated[
+        str, Field(min_length=1, max_length=(files.MAX_BYTES + 2) // 3 * 4 + 20_000)
+    ]
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        return _domain_check(files.check_filename, value)
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str) -> str:
+        return _domain_check(files.check_content_type, value)
+
+    @field_validator("content_base64")
+    @classmethod
+    def _content(cls, value: str, info: ValidationInfo) -> str:
+        data = _domain_check(files.decode_base64, value)
+        kind = info.data.get("content_type")
+        if kind is not None:  # (None: the content type was refused already)
+            try:
+                files.check_data(data, kind, "content_base64")
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    def data(self) -> bytes:
+        """The decoded file."""
+        return files.decode_base64(self.content_base64, "content_base64")
+
+
+def _domain_check(check: Callable[[str, str], T], value: str) -> T:
+    """Run a domain check inside a pydantic validator (its InvalidInput → ValueError)."""
+    try:
+        return check(value, "")
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+
+
 class EventIn(Input):
     """An order event pushed by a shop platform."""
 
@@ -128,6 +177,11 @@ class EventIn(Input):
     status: Status | None = Field(default=None, description="target status of a status change")
     from_status: Status | None = None
     data: JsonData = Field(default_factory=dict)
+    attachments: list[AttachmentIn] = Field(
+        default_factory=list,
+        max_length=files.MAX_PER_EVENT,
+        description="files for this order's e-mails, e.g. the invoice PDF",
+    )
 
     @field_validator("type")
     @classmethod
@@ -293,6 +347,12 @@ class ShopIn(Input):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     sms_sender: Annotated[str, Field(max_length=16)] | None = None
     email_from: Annotated[str, Field(max_length=320)] | None = None
+    email_from_name: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="the From display name of the shop's e-mails"
+    )
+    email_reply_to: Annotated[str, Field(max_length=320)] | None = Field(
+        default=None, description="the Reply-To of the shop's e-mails"
+    )
     quiet_hours: HourRangeText | None = Field(
         default=None, description="the window SMS may be sent in, e.g. 08:00-21:00"
     )
@@ -317,6 +377,8 @@ class ShopPatch(Input):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
     sms_sender: Annotated[str, Field(max_length=16)] | None = None
     email_from: Annotated[str, Field(max_length=320)] | None = None
+    email_from_name: Annotated[str, Field(max_length=100)] | None = None
+    email_reply_to: Annotated[str, Field(max_length=320)] | None = None
     quiet_hours: HourRangeText | None = None
     transactional_obeys_quiet_hours: bool | None = None
     closed_dates: list[date] | None = Field(default=None, max_length=1000)

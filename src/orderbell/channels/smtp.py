@@ -4,6 +4,9 @@ Outcomes: a 5xx answer to MAIL, RCPT or DATA is PERMANENT (the SMTP code is the 
 a 4xx answer is RETRYABLE, failing to connect is RETRYABLE (nothing was sent), and a timeout
 or a dropped connection once the DATA command went out is AMBIGUOUS (it may have been taken).
 Header values with CR, LF or NUL are refused before anything is sent ("header_injection").
+
+A gateway module (see :class:`orderbell.channels.base.Gateway`): ``validate`` checks a shop's
+SMTP settings and ``build`` makes the provider; SMTP has no callbacks.
 """
 
 from __future__ import annotations
@@ -11,37 +14,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.errors
-import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, make_msgid, parseaddr
-from typing import Literal
+from typing import Any, Literal
 
 import aiosmtplib
 import structlog
 
-from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
+from orderbell.channels import mime
+from orderbell.channels.base import (
+    Callback,
+    CallbackRejected,
+    Inbound,
+    Outcome,
+    OutgoingMessage,
+    Receipt,
+    SendResult,
+)
 from orderbell.channels.masking import mask_email
+from orderbell.channels.mime import UnsafeMessage
+from orderbell.domain.addresses import parse_email
 from orderbell.domain.model import Channel
+from orderbell.errors import InvalidInput
+
+__all__ = [
+    "CHANNEL", "KIND", "SECRET_FIELDS", "SmtpProvider", "SmtpSettings", "UnsafeMessage",
+    "build", "build_email", "check_display_name", "validate",
+]  # fmt: skip
+
+KIND = "smtp"
+CHANNEL = Channel.EMAIL
+SECRET_FIELDS = frozenset({"password"})
 
 log = structlog.get_logger("orderbell.smtp")
 
-_BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII, no colon (RFC 5322 ftext)
-#: headers the provider writes itself; extra headers may not replace them
-_RESERVED_HEADERS = frozenset(
-    {
-        "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "sender",
-        "return-path", "mime-version", "content-type", "content-transfer-encoding",
-        "content-disposition",
-    }
-)  # fmt: skip
 _MAX_ERROR_CHARS = 300
 
 
@@ -62,15 +71,6 @@ class SmtpSettings:
     tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
 
-class UnsafeMessage(ValueError):
-    """A message that must not be sent at all (e.g. header injection); PERMANENT."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """A message ready for the wire: envelope and bytes."""
@@ -79,76 +79,12 @@ class _Prepared:
     envelope_to: str
     data: bytes
     smtp_message_id: str
-
-
-def _check_header(label: str, value: str | None) -> None:
-    """Refuse CR, LF and NUL in a header value (header injection)."""
-    if value is not None and _BAD_HEADER_CHARS.search(value):
-        raise UnsafeMessage("header_injection", f"{label} contains a line break or NUL")
-
-
-def _address(label: str, value: str, display_name: str | None = None) -> Address:
-    """Parse an address ("a@b.c" or "Name <a@b.c>") into a header Address; IDNA domain."""
-    name, addr = parseaddr(value)
-    local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain or " " in addr or not local.isascii():
-        raise UnsafeMessage("invalid_address", f"{label} is not a valid e-mail address")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise UnsafeMessage("invalid_address", f"{label} has an invalid domain") from exc
-    return Address(display_name=name or display_name or "", username=local, domain=domain)
-
-
-def _from_address(message: OutgoingMessage, settings: SmtpSettings) -> Address:
-    """The From: the message's sender if it has an address, else the configured one."""
-    if message.sender and "@" in message.sender:
-        return _address("sender", message.sender, settings.from_name)
-    return _address("from_address", settings.from_address, message.sender or settings.from_name)
+    smtputf8: bool = False  #: needs the server's SMTPUTF8 extension (non-ASCII local part)
 
 
 def build_email(message: OutgoingMessage, settings: SmtpSettings) -> EmailMessage:
     """Build the MIME message; raises :class:`UnsafeMessage` for unsafe or invalid input."""
-    checks = {
-        "subject": message.subject,
-        "to": message.to,
-        "sender": message.sender,
-        "reply_to": message.reply_to,
-        "from_address": settings.from_address,
-        "from_name": settings.from_name,
-    }
-    for label, value in checks.items():
-        _check_header(label, value)
-    for name, value in message.headers.items():
-        _check_header(f"header {name!r}", name)
-        _check_header(f"header {name!r}", value)
-        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
-            raise UnsafeMessage("invalid_header", f"header name {name!r} is not allowed")
-    for att in message.attachments:
-        _check_header("attachment filename", att.filename)
-        _check_header("attachment content type", att.content_type)
-
-    sender = _from_address(message, settings)
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = sender
-    msg["To"] = _address("to", message.to)
-    if message.subject is not None:
-        msg["Subject"] = message.subject
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(idstring=f"ob{message.id}", domain=sender.domain)
-    if message.reply_to:
-        msg["Reply-To"] = _address("reply_to", message.reply_to)
-    for name, value in message.headers.items():
-        msg[name] = value
-    msg.set_content(message.text)
-    if message.html is not None:
-        msg.add_alternative(message.html, subtype="html")
-    for att in message.attachments:
-        maintype, _, subtype = att.content_type.partition("/")
-        if not maintype or not subtype or maintype in ("multipart", "message"):
-            maintype, subtype = "application", "octet-stream"
-        msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
-    return msg
+    return mime.build(message, settings.from_address, settings.from_name).message
 
 
 def _classify(code: int) -> Outcome:
@@ -164,9 +100,9 @@ class SmtpProvider:
     def __init__(self, settings: SmtpSettings, *, name: str = "smtp") -> None:
         self.name = name
         self.settings = settings
-        _check_header("from_address", settings.from_address)
+        mime.check_header("from_address", settings.from_address)
         #: MAIL FROM (bounces go here); raises UnsafeMessage for a bad configuration
-        self._envelope_from = _address("from_address", settings.from_address).addr_spec
+        self._envelope_from = mime.address("from_address", settings.from_address).addr_spec
         self.connections_opened = 0  #: how many SMTP sessions were started (observability)
         self._client: aiosmtplib.SMTP | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,14 +156,18 @@ class SmtpProvider:
         if message.channel is not Channel.EMAIL:
             raise UnsafeMessage("wrong_channel", f"the SMTP provider cannot send {message.channel}")
         try:
-            msg = build_email(message, self.settings)
-            data = msg.as_bytes(policy=SMTP_POLICY)
+            built = mime.build(message, self.settings.from_address, self.settings.from_name)
+            data = built.as_bytes()
         except UnsafeMessage:
             raise
         except (ValueError, TypeError, LookupError, email.errors.MessageError) as exc:
             raise UnsafeMessage("invalid_message", f"cannot build the e-mail: {exc}") from exc
-        to = msg["To"].addresses[0].addr_spec
-        return _Prepared(message.id, to, data, str(msg["Message-ID"]))
+        message_id = str(built.message["Message-ID"])
+        return _Prepared(message.id, built.envelope_to, data, message_id, built.smtputf8)
+
+    def parse_callback(self, callback: Callback) -> list[Receipt | Inbound]:
+        """SMTP has no delivery callbacks (bounces arrive as mail)."""
+        raise CallbackRejected("no callbacks", status_code=404)
 
     # -- the connection ----------------------------------------------------------------
 
@@ -330,9 +270,25 @@ class SmtpProvider:
                 return self._result(p, Outcome.RETRYABLE, str(exc.code), exc.message)
             except (aiosmtplib.SMTPException, OSError) as exc:
                 return self._result(p, Outcome.RETRYABLE, "connect_failed", str(exc))
+            if p.smtputf8 and client.is_ehlo_or_helo_needed:
+                try:  # EHLO now, to see whether the server offers SMTPUTF8
+                    await client.ehlo()
+                except (aiosmtplib.SMTPException, OSError):
+                    self._abandon()
+                    if not fresh:
+                        continue
+                    return self._result(p, Outcome.RETRYABLE, "disconnected", "EHLO failed")
+            if p.smtputf8 and not client.supports_extension("smtputf8"):
+                return self._result(
+                    p,
+                    Outcome.PERMANENT,
+                    "smtputf8_unsupported",
+                    "the address has a non-ASCII local part and the server lacks SMTPUTF8",
+                )
+            options, encoding = (["SMTPUTF8"], "utf-8") if p.smtputf8 else ([], "ascii")
             try:
-                await client.mail(self._envelope_from)
-                await client.rcpt(p.envelope_to)
+                await client.mail(self._envelope_from, options=options, encoding=encoding)
+                await client.rcpt(p.envelope_to, encoding=encoding)
             except aiosmtplib.SMTPResponseException as exc:
                 await self._reset(exc.code)
                 if exc.code == 421 and not fresh:
@@ -359,3 +315,104 @@ class SmtpProvider:
                 provider_message_id=p.smtp_message_id,
             )
         return self._result(p, Outcome.RETRYABLE, "disconnected", "the connection kept dropping")
+
+
+# ---------------------------------------------------------------- per-shop settings
+
+_SECURITY = ("none", "starttls", "tls")
+_DEFAULT_PORT = {"none": 25, "starttls": 587, "tls": 465}
+_KEYS = frozenset(
+    {
+        "host", "port", "security", "username", "password", "from_address", "from_name",
+        "timeout", "max_messages_per_connection",
+    }
+)  # fmt: skip
+MAX_DISPLAY_NAME = 100
+
+
+def check_display_name(value: object, field: str) -> str:
+    """A From display name: text without line breaks, NUL or angle brackets."""
+    if not isinstance(value, str):
+        raise InvalidInput("must be a string", field=field)
+    text = value.strip()
+    if not text:
+        raise InvalidInput("must not be empty", field=field)
+    if len(text) > MAX_DISPLAY_NAME:
+        raise InvalidInput(f"is longer than {MAX_DISPLAY_NAME} characters", field=field)
+    if any(c in text for c in "\r\n\x00"):
+        raise InvalidInput("must not contain line breaks or NUL characters", field=field)
+    if any(c in text for c in "<>") or not text.isprintable():
+        raise InvalidInput("must not contain < > or control characters", field=field)
+    return text
+
+
+def _text(settings: Mapping[str, Any], key: str, *, max_length: int = 255) -> str | None:
+    value = settings.get(key)
+    if value is None:
+        return None
+    field_name = f"settings.{key}"
+    if not isinstance(value, str):
+        raise InvalidInput("must be a string", field=field_name)
+    if any(c in value for c in "\r\n\x00"):
+        raise InvalidInput("must not contain line breaks or NUL characters", field=field_name)
+    if len(value) > max_length:
+        raise InvalidInput(f"is longer than {max_length} characters", field=field_name)
+    return value
+
+
+def _number(
+    settings: Mapping[str, Any], key: str, low: float, high: float, default: float
+) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidInput(f"must be a number from {low:g} to {high:g}", field=f"settings.{key}")
+    return float(value)
+
+
+def validate(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A shop's SMTP settings, normalised; ``InvalidInput(field="settings.<key>")`` if bad."""
+    if not isinstance(settings, Mapping):
+        raise InvalidInput("must be an object", field="settings")
+    for key in settings:
+        if key not in _KEYS:
+            raise InvalidInput(f"unknown setting {key!r}", field=f"settings.{key}")
+    host = (_text(settings, "host", max_length=253) or "").strip()
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise InvalidInput("must be a host name or IP address", field="settings.host")
+    security = settings.get("security", "starttls")
+    if security not in _SECURITY:
+        raise InvalidInput("must be one of starttls, tls, none", field="settings.security")
+    port = _number(settings, "port", 1, 65535, _DEFAULT_PORT[security])
+    if not port.is_integer():
+        raise InvalidInput("must be a whole number", field="settings.port")
+    username = _text(settings, "username")
+    password = _text(settings, "password", max_length=1000)
+    if password and not username:
+        raise InvalidInput("a password needs a username", field="settings.username")
+    if settings.get("from_address") is None:
+        raise InvalidInput("is required", field="settings.from_address")
+    from_address = parse_email(settings["from_address"], field="settings.from_address")
+    if not from_address.rpartition("@")[0].isascii():
+        raise InvalidInput(
+            "needs an ASCII local part (bounces go to it)", field="settings.from_address"
+        )
+    name = settings.get("from_name")
+    out: dict[str, Any] = {
+        "host": host,
+        "port": int(port),
+        "security": security,
+        "username": username or None,
+        "password": password or None,
+        "from_address": from_address,
+        "from_name": check_display_name(name, "settings.from_name") if name else None,
+        "timeout": _number(settings, "timeout", 1, 120, 10.0),
+        "max_messages_per_connection": int(
+            _number(settings, "max_messages_per_connection", 1, 10_000, 100)
+        ),
+    }
+    return out
+
+
+def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -> SmtpProvider:
+    """The provider for validated settings (``callback_url`` is unused: no callbacks)."""
+    return SmtpProvider(SmtpSettings(**validate(settings)), name=name)

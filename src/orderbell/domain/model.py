@@ -122,6 +122,8 @@ class Shop:
     currency: str = "USD"
     sms_sender: str | None = None
     email_from: str | None = None
+    email_from_name: str | None = None  #: the From display name ("Flower Shop")
+    email_reply_to: str | None = None  #: where customers' replies go (a shop setting)
     quiet_hours: HourRange | None = None  #: the window in which SMS may be sent (e.g. 08-21)
     transactional_obeys_quiet_hours: bool = False
     closed_dates: frozenset[date] = frozenset()
@@ -135,9 +137,13 @@ class Consent:
     sms_marketing: bool = False
     email_transactional: bool = True
     email_marketing: bool = False
+    #: the customer's own unsubscribe (one-click link): None, "marketing" or "all"
+    email_opt_out: str | None = None
 
     def allows(self, channel: Channel, category: Category) -> bool:
         """May this customer be messaged on this channel for this category?"""
+        if channel is Channel.EMAIL and self.email_opt_out in ("all", category.value):
+            return False
         key = f"{channel.value}_{category.value}"
         return bool(getattr(self, key))
 

@@ -31,6 +31,8 @@ from orderbell.domain.model import (
     TemplateKind,
 )
 from orderbell.domain.segments import analyse
+from orderbell.engine import mail
+from orderbell.engine.unsubscribe import Links
 from orderbell.errors import TemplateError
 from orderbell.store import messages as message_store
 from orderbell.store import shops as shop_store
@@ -76,6 +78,7 @@ class Dispatcher:
         lease_seconds: int = 60,
         retry: RetryPolicy | None = None,
         billing: bool = True,
+        unsubscribe: Links | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -86,6 +89,7 @@ class Dispatcher:
         self._lease = timedelta(seconds=lease_seconds)
         self._retry = retry or RetryPolicy()
         self._billing = billing
+        self._links = unsubscribe  #: signs List-Unsubscribe links of marketing e-mail
         self._shops: dict[int, tuple[datetime, Shop]] = {}
 
     def _shop(self, shop_id: int, now: datetime) -> Shop:
@@ -125,6 +129,12 @@ class Dispatcher:
             outgoing.setdefault(decided.channel, []).append(decided)
             segments = analyse(decided.text).segments if decided.channel is Channel.SMS else None
             rendered[decided.id] = (decided.subject, decided.text, segments)
+        if outgoing.get(Channel.EMAIL):
+            with self._engine.connect() as conn:
+                by_id = {row.id: row for row in rows}
+                outgoing[Channel.EMAIL] = mail.complete(
+                    conn, outgoing[Channel.EMAIL], by_id, lambda s: self._shop(s, now), self._links
+                )
         for channel, batch in outgoing.items():
             provider = self._providers[channel]
             results = await self._send(provider, batch)
@@ -222,6 +232,7 @@ class Dispatcher:
             sms_marketing=bool(row.sms_marketing),
             email_transactional=row.email_transactional is not False,
             email_marketing=bool(row.email_marketing),
+            email_opt_out=row.email_opt_out,
         )
         if not consent.allows(channel, category):
             return stop(

@@ -29,6 +29,7 @@ from orderbell.domain.segments import analyse
 from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
 from orderbell.engine.shop_config import ShopConfig, ShopConfigCache
 from orderbell.errors import Conflict, TemplateError
+from orderbell.store import attachments as attachment_store
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
@@ -237,11 +238,15 @@ class Ingestor:
                     "type": data.type,
                     "occurred_at": data.occurred_at,
                     "order_id": applied.order_id,
-                    "payload": data.model_dump(mode="json"),
+                    # the files are kept once, in event_attachments, not in the payload
+                    "payload": data.model_dump(mode="json", exclude={"attachments"}),
                     "outcome": {},
                     "received_at": now,
                 },
             )
+        )
+        attachment_store.add_to_event(
+            conn, shop_id, event_id, applied.order_id, data.attachments, now
         )
         outcome = self._plan_and_store(
             conn, config, data, applied, customer_id, customer, event_id, now

@@ -88,7 +88,9 @@ def info(row: Any) -> CustomerInfo:
         phone=row.phone,
         email=row.email,
         locale=row.locale,
-        consent=Consent(**{f: getattr(row, f) for f in CONSENT_FIELDS}),
+        consent=Consent(
+            **{f: getattr(row, f) for f in CONSENT_FIELDS}, email_opt_out=row.email_opt_out
+        ),
     )
 
 
@@ -168,5 +170,6 @@ def as_json(row: Any) -> dict[str, Any]:
         "email": row.email,
         "locale": row.locale,
         "consent": {f: getattr(row, f) for f in CONSENT_FIELDS},
+        "email_opt_out": row.email_opt_out,
         "created_at": row.created_at.isoformat(),
     }

@@ -40,6 +40,8 @@ def to_shop(row: Any) -> Shop:
         currency=row.currency,
         sms_sender=row.sms_sender,
         email_from=row.email_from,
+        email_from_name=(row.settings or {}).get("email_from_name"),
+        email_reply_to=(row.settings or {}).get("email_reply_to"),
         quiet_hours=hour_range(row.quiet_hours),
         transactional_obeys_quiet_hours=row.transactional_obeys_quiet_hours,
         closed_dates=frozenset(date.fromisoformat(d) for d in row.closed_dates or ()),
@@ -58,6 +60,8 @@ def shop_json(row: Any) -> dict[str, Any]:
         "currency": row.currency,
         "sms_sender": row.sms_sender,
         "email_from": row.email_from,
+        "email_from_name": (row.settings or {}).get("email_from_name"),
+        "email_reply_to": (row.settings or {}).get("email_reply_to"),
         "quiet_hours": row.quiet_hours,
         "transactional_obeys_quiet_hours": row.transactional_obeys_quiet_hours,
         "closed_dates": list(row.closed_dates or ()),
@@ -78,9 +82,36 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         from orderbell.domain.addresses import parse_email
 
         values["email_from"] = parse_email(values["email_from"], field="email_from")
+    if values.get("email_from_name") is not None:
+        from orderbell.channels.smtp import check_display_name
+
+        values["email_from_name"] = check_display_name(
+            values["email_from_name"], field="email_from_name"
+        )
+    if values.get("email_reply_to") is not None:
+        from orderbell.domain.addresses import parse_email
+
+        values["email_reply_to"] = parse_email(values["email_reply_to"], field="email_reply_to")
     if values.get("closed_dates") is not None:
         values["closed_dates"] = sorted({d.isoformat() for d in values["closed_dates"]})
     return values
+
+
+#: Shop settings kept in the shops.settings JSON column (no column of their own).
+SETTINGS_KEYS = ("email_from_name", "email_reply_to")
+
+
+def _split_settings(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Move SETTINGS_KEYS out of `values` into a new settings dict (None removes a key)."""
+    settings = dict(current)
+    for key in SETTINGS_KEYS:
+        if key in values:
+            value = values.pop(key)
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+    return settings
 
 
 def create(conn: Connection, data: ShopIn, now: datetime) -> Any:
@@ -90,7 +121,7 @@ def create(conn: Connection, data: ShopIn, now: datetime) -> Any:
     values = _check(data.model_dump(exclude={"billing"}))
     if conn.execute(select(shops.c.id).where(shops.c.slug == data.slug)).first():
         raise Conflict(f"a shop with slug {data.slug!r} exists", field="slug")
-    values.update(created_at=now, settings={})
+    values.update(created_at=now, settings=_split_settings(values, {}))
     shop_id = new_id(conn.execute(shops.insert().values(**values)))
     open_account(conn, shop_id, now, mode=data.billing)
     return get_row(conn, shop_id)
@@ -99,6 +130,9 @@ def create(conn: Connection, data: ShopIn, now: datetime) -> Any:
 def patch(conn: Connection, shop_id: int, data: ShopPatch) -> Any:
     """Update some fields of a shop."""
     values = _check(data.model_dump(exclude_unset=True))
+    if any(key in values for key in SETTINGS_KEYS):
+        current = get_row(conn, shop_id).settings or {}
+        values["settings"] = _split_settings(values, current)
     if values:
         conn.execute(
             update(shops)
