@@ -79,6 +79,8 @@ class Services:
                 cap_seconds=self.settings.retry_cap_seconds,
             ),
             billing=self.settings.billing,
+            public_url=self.settings.public_url,
+            # pacing seam: pass pacer_for=<Account -> Pacer> here once channels.pacing exists
         )
 
 

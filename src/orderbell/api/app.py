@@ -13,7 +13,15 @@ from fastapi.responses import JSONResponse
 
 from orderbell import __version__
 from orderbell.api import errors
-from orderbell.api.routers import credits, events, resources, shops
+from orderbell.api.routers import (
+    callbacks,
+    credits,
+    events,
+    inbound,
+    providers,
+    resources,
+    shops,
+)
 from orderbell.compose import Services
 from orderbell.web.app import create_admin
 
@@ -118,5 +126,8 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
     app.include_router(shops.router)
     app.include_router(resources.router)
     app.include_router(credits.router)
+    app.include_router(providers.router)
+    app.include_router(callbacks.router)
+    app.include_router(inbound.router)
     app.mount("/admin", create_admin(services))
     return app

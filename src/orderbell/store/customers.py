@@ -83,6 +83,7 @@ def info(row: Any) -> CustomerInfo:
         email=row.email,
         locale=row.locale,
         consent=Consent(**{f: getattr(row, f) for f in CONSENT_FIELDS}),
+        sms_opt_out=row.sms_opt_out,
     )
 
 
@@ -162,5 +163,7 @@ def as_json(row: Any) -> dict[str, Any]:
         "email": row.email,
         "locale": row.locale,
         "consent": {f: getattr(row, f) for f in CONSENT_FIELDS},
+        "sms_opt_out": row.sms_opt_out,
+        "sms_opt_out_at": row.sms_opt_out_at.isoformat() if row.sms_opt_out_at else None,
         "created_at": row.created_at.isoformat(),
     }
