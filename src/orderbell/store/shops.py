@@ -61,6 +61,7 @@ def shop_json(row: Any) -> dict[str, Any]:
         "quiet_hours": row.quiet_hours,
         "transactional_obeys_quiet_hours": row.transactional_obeys_quiet_hours,
         "closed_dates": list(row.closed_dates or ()),
+        "stop_scope": (row.settings or {}).get("stop_scope", "marketing"),
         "created_at": row.created_at.isoformat(),
     }
 
@@ -99,6 +100,10 @@ def create(conn: Connection, data: ShopIn, now: datetime) -> Any:
 def patch(conn: Connection, shop_id: int, data: ShopPatch) -> Any:
     """Update some fields of a shop."""
     values = _check(data.model_dump(exclude_unset=True))
+    stop_scope = values.pop("stop_scope", None)
+    if stop_scope is not None:  # kept in the shop's settings document
+        current = conn.execute(select(shops.c.settings).where(shops.c.id == shop_id)).scalar()
+        values["settings"] = {**(current or {}), "stop_scope": stop_scope}
     if values:
         conn.execute(update(shops).where(shops.c.id == shop_id).values(**values))
     return get_row(conn, shop_id)
