@@ -124,7 +124,5 @@ def test_duplicate_name_and_bad_patch(client: TestClient, shop: dict[str, Any]) 
 def test_kind_without_per_shop_configuration_is_refused(
     client: TestClient, shop: dict[str, Any]
 ) -> None:
-    r = client.post(
-        "/v1/providers", headers=shop["auth"], json={"name": "c", "kind": "console"}
-    )
+    r = client.post("/v1/providers", headers=shop["auth"], json={"name": "c", "kind": "console"})
     assert r.status_code == 422 and r.json()["error"]["field"] in ("kind", "channel")

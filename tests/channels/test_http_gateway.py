@@ -219,9 +219,7 @@ def test_garbage_callbacks_are_rejected(body: bytes) -> None:
 
 def test_hmac_signature() -> None:
     secret = "shared-secret-123"
-    gateway = build(
-        {"url": "http://a.example", "callback_auth": "hmac", "callback_secret": secret}
-    )
+    gateway = build({"url": "http://a.example", "callback_auth": "hmac", "callback_secret": secret})
     body = b'{"id": "gw-1", "status": "delivered"}'
     good = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     assert gateway.parse_callback(cb(body, headers={"x-signature": f"sha256={good}"}))
