@@ -108,6 +108,6 @@ def settings_for(gateway: Gateway, **more: Any) -> dict[str, Any]:
         "url": gateway.url,
         "auth_header": "X-Api-Key",
         "auth_value": "k3y-secret-value",
-        "timeout_seconds": 2,
+        "timeout_seconds": 10,  # generous: a loaded machine must not turn "ok" into a timeout
         **more,
     }

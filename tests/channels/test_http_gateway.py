@@ -92,8 +92,8 @@ def test_request_shape_mapping_auth_and_provider_id(gw: Gateway) -> None:
 )
 def test_outcomes(gw: Gateway, mode: str, outcome: Outcome, code: str) -> None:
     gw.mode = mode
-    gw.sleep_seconds = 1.5
-    settings = settings_for(gw, timeout_seconds=0.4, error_path="error")
+    gw.sleep_seconds = 4.0
+    settings = settings_for(gw, timeout_seconds=1.0, error_path="error")
     [result] = send(build(settings), [msg()])
     assert (result.outcome, result.error_code) == (outcome, code)
     assert len(gw.requests) == 1  # the request did reach the gateway

@@ -158,15 +158,16 @@ def test_ambiguous_timeout_fails_over_and_flags(
     client: TestClient, shop: dict[str, Any], services: Services, gw_a: Gateway, gw_b: Gateway
 ) -> None:
     gw_a.mode = "sleep"
-    gw_a.sleep_seconds = 1.5
-    add_provider(client, shop, gw_a, "gw-a", timeout_seconds=0.3)
+    gw_a.sleep_seconds = 4.0
+    add_provider(client, shop, gw_a, "gw-a", timeout_seconds=1.0)
     add_provider(client, shop, gw_b, "gw-b")
     sms_rule(client, shop)
     event(client, shop, "order.created", AT, "A-1")
     drain(services)
     [m] = messages(client, shop)
-    assert len(gw_a.requests) == 1 and len(gw_b.requests) == 1
     got = detail(client, shop, m["id"])
+    assert got["status"] == "sent", got
+    assert len(gw_a.requests) == 1 and len(gw_b.requests) == 1
     assert (got["status"], got["provider"], got["ambiguous"]) == ("sent", "gw-b", True)
     last = got["audit"][-1]
     assert "may arrive twice" in last["reason"]
