@@ -37,6 +37,11 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(credits_app, name="credits")
 app.add_typer(user_app, name="user")
 app.add_typer(plan_app, name="plan")
+provider_app = typer.Typer(
+    help="A shop's provider accounts (its own gateways, in failover order).",
+    no_args_is_help=True,
+)
+app.add_typer(provider_app, name="provider")
 out = Console()
 err = Console(stderr=True)
 
@@ -503,6 +508,104 @@ def plan_assign(
     except OrderbellError as exc:
         raise _plan_error(exc) from None
     out.print(f"shop {shop} is on price plan {name.strip()!r}", highlight=False)
+
+
+def _settings_arg(value: str) -> dict[str, Any]:
+    """JSON text, or @file with JSON (keeps credentials out of the shell history)."""
+    data = _load_json(Path(value[1:])) if value.startswith("@") else None
+    if data is None:
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise fail(f"not valid JSON: {exc}", "--settings") from None
+    if not isinstance(data, dict):
+        raise fail("must be a JSON object", "--settings")
+    return data
+
+
+@provider_app.command("add")
+def provider_add(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    name: Annotated[str, typer.Option(help="the account's name in the shop")],
+    kind: Annotated[str, typer.Option(help="http, kannel, smsapi, serwersms, twilio, smtp")],
+    settings: Annotated[str, typer.Option(help="JSON object, or @file.json")] = "{}",
+    channel: Annotated[str | None, typer.Option(help="sms or email (default: the kind's)")] = None,
+    position: Annotated[int | None, typer.Option(help="failover order, lowest first")] = None,
+    rate: Annotated[str | None, typer.Option(help="messages per second")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="requests in flight")] = None,
+) -> None:
+    """Add a provider account to a shop; prints its callback URL."""
+    from orderbell.api.provider_schemas import ProviderIn
+    from orderbell.store import providers as provider_store
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    try:
+        data = ProviderIn.model_validate(
+            {
+                "name": name,
+                "kind": kind,
+                "channel": channel,
+                "position": position,
+                "settings": _settings_arg(settings),
+                "rate_per_second": rate,
+                "concurrency": concurrency,
+            }
+        )
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    try:
+        with svc.engine.begin() as conn:
+            created = provider_store.create(
+                conn, shop_id, data, svc.clock.now(), svc.settings.public_url
+            )
+    except OrderbellError as exc:
+        raise fail(exc.message, exc.field) from None
+    out.print(f"provider {created['name']} (#{created['id']}) added")
+    out.print(f"callback URL: {created['callback_url']}", highlight=False)
+
+
+@provider_app.command("list")
+def provider_list(shop: Annotated[str, typer.Option(help="shop slug")]) -> None:
+    """A shop's provider accounts by channel and failover order (secrets never shown)."""
+    from rich.table import Table
+
+    from orderbell.store import providers as provider_store
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    with svc.engine.connect() as conn:
+        items = provider_store.list_all(conn, shop_id, svc.settings.public_url)
+    table = Table("name", "kind", "channel", "position", "active", "secrets set", "callback URL")
+    for p in items:
+        table.add_row(
+            p["name"],
+            p["kind"],
+            p["channel"],
+            str(p["position"]),
+            "yes" if p["active"] else "no",
+            ", ".join(p["secrets_set"]) or "-",
+            p["callback_url"],
+        )
+    out.print(table)
+
+
+@provider_app.command("remove")
+def provider_remove(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    name: Annotated[str, typer.Option(help="the account's name")],
+) -> None:
+    """Remove a provider account from a shop."""
+    from orderbell.store import providers as provider_store
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    try:
+        with svc.engine.begin() as conn:
+            provider_store.remove(conn, shop_id, provider_store.by_name(conn, shop_id, name))
+    except OrderbellError as exc:
+        raise fail(exc.message, exc.field) from None
+    out.print(f"provider {name} removed")
 
 
 def main() -> None:

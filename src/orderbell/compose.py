@@ -89,6 +89,8 @@ class Services:
             ),
             billing=self.settings.billing,
             unsubscribe=self.unsubscribe,
+            public_url=self.settings.public_url,
+            # pacing seam: pass pacer_for=<Account -> Pacer> here once channels.pacing exists
         )
 
 

@@ -256,3 +256,27 @@ def test_user_create_prints_a_password_once_and_refuses_duplicates(
     assert again.returncode != 0 and "error in --email" in again.stderr
     bad = orderbell(demo_env, "user", "create", "--shop", "demo", "--email", "not an address")
     assert bad.returncode != 0 and "error in --email" in bad.stderr
+
+
+def test_provider_add_list_remove_never_prints_secrets(env: dict[str, str], tmp_path: Path) -> None:
+    created = orderbell(env, "shop", "create", "--name", "P", "--slug", "p-shop", "--country", "PL")
+    assert created.returncode == 0, created.stderr
+    settings = tmp_path / "gw.json"
+    settings.write_text(
+        json.dumps(
+            {"url": "https://gw.example/sms", "auth_header": "X-Key", "auth_value": "s3cr3t-v"}
+        )
+    )
+    add = orderbell(env, "provider", "add", "--shop", "p-shop", "--name", "gw", "--kind", "http",
+                    "--settings", f"@{settings}", "--rate", "10")  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    assert "/v1/callbacks/" in add.stdout
+    listed = orderbell(env, "provider", "list", "--shop", "p-shop")
+    assert listed.returncode == 0 and "gw" in listed.stdout and "auth_value" in listed.stdout
+    assert "s3cr3t-v" not in add.stdout + listed.stdout
+    bad = orderbell(env, "provider", "add", "--shop", "p-shop", "--name", "x", "--kind", "nope")
+    assert bad.returncode != 0 and "kind" in bad.stderr
+    removed = orderbell(env, "provider", "remove", "--shop", "p-shop", "--name", "gw")
+    assert removed.returncode == 0, removed.stderr
+    again = orderbell(env, "provider", "remove", "--shop", "p-shop", "--name", "gw")
+    assert again.returncode != 0 and "name" in again.stderr

@@ -13,7 +13,17 @@ from fastapi import FastAPI
 from orderbell import __version__
 from orderbell.api import errors
 from orderbell.api.body_limit import BodyLimit
-from orderbell.api.routers import attachments, credits, events, resources, shops, unsubscribe
+from orderbell.api.routers import (
+    attachments,
+    callbacks,
+    credits,
+    events,
+    inbound,
+    providers,
+    resources,
+    shops,
+    unsubscribe,
+)
 from orderbell.compose import Services
 from orderbell.web.app import create_admin
 
@@ -96,5 +106,8 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
     app.include_router(credits.router)
     app.include_router(attachments.router)
     app.include_router(unsubscribe.router)
+    app.include_router(providers.router)
+    app.include_router(callbacks.router)
+    app.include_router(inbound.router)
     app.mount("/admin", create_admin(services))
     return app

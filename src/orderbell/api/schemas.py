@@ -382,6 +382,9 @@ class ShopPatch(Input):
     quiet_hours: HourRangeText | None = None
     transactional_obeys_quiet_hours: bool | None = None
     closed_dates: list[date] | None = Field(default=None, max_length=1000)
+    stop_scope: Literal["marketing", "all"] | None = Field(
+        default=None, description="what an SMS reply STOP opts out of: marketing SMS, or all SMS"
+    )
 
 
 class SimulateIn(Input):

@@ -157,6 +157,7 @@ class CustomerInfo:
     email: str | None = None
     locale: str | None = None
     consent: Consent = field(default_factory=Consent)
+    sms_opt_out: str | None = None  #: "marketing" | "all" after a STOP reply, else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import Engine
 
 from orderbell.billing import credits
-from orderbell.channels.base import Outcome, OutgoingMessage, Provider, SendResult
+from orderbell.channels.base import Outcome, OutgoingMessage, Provider
 from orderbell.clock import Clock
 from orderbell.domain import schedule
 from orderbell.domain.calendar import local
@@ -31,7 +31,9 @@ from orderbell.domain.model import (
     TemplateKind,
 )
 from orderbell.domain.segments import analyse
-from orderbell.engine import mail
+from orderbell.engine import callbacks, mail
+from orderbell.engine.failover import FailoverPolicy, Health
+from orderbell.engine.routing import PacerFactory, Routed, Router, safe_send
 from orderbell.engine.unsubscribe import Links
 from orderbell.errors import TemplateError
 from orderbell.store import messages as message_store
@@ -41,6 +43,7 @@ from orderbell.templates.sandbox import Renderer, TemplateSource
 
 log = structlog.get_logger("orderbell.dispatcher")
 RENEWAL_SECONDS = 300.0  #: how often a worker grants due package allowances
+SWEEP_SECONDS = 30.0  #: how often a worker matches receipts that raced their send
 CANCELLED = frozenset({"cancelled", "canceled"})
 
 
@@ -79,6 +82,9 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         billing: bool = True,
         unsubscribe: Links | None = None,
+        public_url: str = "http://127.0.0.1:8000",
+        failover: FailoverPolicy | None = None,
+        pacer_for: PacerFactory | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -91,6 +97,14 @@ class Dispatcher:
         self._billing = billing
         self._links = unsubscribe  #: signs List-Unsubscribe links of marketing e-mail
         self._shops: dict[int, tuple[datetime, Shop]] = {}
+        self.router = Router(
+            engine=engine,
+            clock=clock,
+            defaults=providers,
+            public_url=public_url,
+            health=Health(failover),
+            pacer_for=pacer_for,
+        )
 
     def _shop(self, shop_id: int, now: datetime) -> Shop:
         cached = self._shops.get(shop_id)
@@ -115,7 +129,7 @@ class Dispatcher:
         if not rows:
             return 0
         outcomes: list[message_store.Outcome] = []
-        outgoing: dict[Channel, list[OutgoingMessage]] = {}
+        outgoing: list[OutgoingMessage] = []
         rendered: dict[int, tuple[str | None, str, int | None]] = {}
         attempts: dict[int, int] = {}
         expiry: dict[int, datetime | None] = {}
@@ -126,68 +140,65 @@ class Dispatcher:
             if isinstance(decided, message_store.Outcome):
                 outcomes.append(decided)
                 continue
-            outgoing.setdefault(decided.channel, []).append(decided)
+            outgoing.append(decided)
             segments = analyse(decided.text).segments if decided.channel is Channel.SMS else None
             rendered[decided.id] = (decided.subject, decided.text, segments)
-        if outgoing.get(Channel.EMAIL):
+        emails = [m for m in outgoing if m.channel is Channel.EMAIL]
+        if emails:
             with self._engine.connect() as conn:
                 by_id = {row.id: row for row in rows}
-                outgoing[Channel.EMAIL] = mail.complete(
-                    conn, outgoing[Channel.EMAIL], by_id, lambda s: self._shop(s, now), self._links
+                completed = mail.complete(
+                    conn, emails, by_id, lambda s: self._shop(s, now), self._links
                 )
-        for channel, batch in outgoing.items():
-            provider = self._providers[channel]
-            results = await self._send(provider, batch)
-            for result in results:
-                subject, text, segments = rendered[result.message_id]
-                outcomes.append(
-                    self._outcome(
-                        result,
-                        provider.name,
-                        subject,
-                        text,
-                        segments,
-                        attempts[result.message_id],
-                        expiry[result.message_id],
-                    )
+            outgoing = [m for m in outgoing if m.channel is not Channel.EMAIL] + completed
+        for routed in await self._dispatch(outgoing):
+            subject, text, segments = rendered[routed.result.message_id]
+            outcomes.append(
+                self._outcome(
+                    routed,
+                    subject,
+                    text,
+                    segments,
+                    attempts[routed.result.message_id],
+                    expiry[routed.result.message_id],
                 )
+            )
         with self._engine.begin() as conn:
             finished_at = self._clock.now()
             if self._billing:
                 credits.settle(conn, self.worker_id, outcomes, finished_at)
             message_store.finish(conn, self.worker_id, finished_at, outcomes)
+            # receipts that arrived before the send response are applied now
+            callbacks.reconcile_sent(conn, outcomes, finished_at)
         counts = Counter(o.status for o in outcomes)
         log.info("batch_done", worker=self.worker_id, claimed=len(rows), **counts)
         return len(rows)
 
-    async def _send(self, provider: Provider, batch: list[OutgoingMessage]) -> list[SendResult]:
-        try:
-            results = await provider.send(batch)
-        except Exception as exc:  # a provider bug must not lose the batch: retry it
-            log.warning("provider_crashed", provider=provider.name, error=type(exc).__name__)
-            return [
-                SendResult(
-                    message_id=m.id,
-                    outcome=Outcome.RETRYABLE,
-                    error_code="provider_error",
-                    error_message=type(exc).__name__,
-                )
-                for m in batch
-            ]
-        ids = {m.id for m in batch}
-        results = [r for r in results if r.message_id in ids]  # ignore foreign ids
-        seen = {r.message_id for r in results}
-        missing = [
-            SendResult(
-                message_id=m.id,
-                outcome=Outcome.AMBIGUOUS,
-                error_code="no_result",
-                error_message="the provider returned no result for this message",
-            )
-            for m in batch
-            if m.id not in seen
-        ]
-        return results + missing
+    async def _dispatch(self, outgoing: list[OutgoingMessage]) -> list[Routed]:
+        """Send through each shop's own accounts (with failover) or the default provider of
+        the channel; every group is in flight at once."""
+        if not outgoing:
+            return []
+        routes = self.router.accounts({m.shop_id for m in outgoing})
+        groups: dict[tuple[int | None, Channel], list[OutgoingMessage]] = {}
+        for m in outgoing:
+            key = (m.shop_id, m.channel) if (m.shop_id, m.channel) in routes else (None, m.channel)
+            groups.setdefault(key, []).append(m)
+
+        async def send(
+            key: tuple[int | None, Channel], batch: list[OutgoingMessage]
+        ) -> list[Routed]:
+            shop_id, channel = key
+            if shop_id is None:
+                provider = self.router.default(channel)
+                return [
+                    Routed(result=r, provider=provider.name)
+                    for r in await safe_send(provider, batch)
+                ]
+            return await self.router.send(routes[(shop_id, channel)], batch)
+
+        parts = await asyncio.gather(*(send(k, b) for k, b in groups.items()))
+        return [r for part in parts for r in part]
 
     def _recheck(self, row: Any, now: datetime) -> message_store.Outcome | OutgoingMessage:
         """Re-check a claimed message just before sending: validity, rule, template,
@@ -218,7 +229,7 @@ class Dispatcher:
                 to=row.recipient,
                 text=str(context.get("_text", "")),
                 subject=str(context.get("_subject", "")) or None,
-                sender=shop.email_from,
+                sender=shop.sms_sender if row.channel == Channel.SMS.value else shop.email_from,
             )
         definition = row.rule_definition
         if row.rule_id is not None and row.rule_active is False:
@@ -234,6 +245,15 @@ class Dispatcher:
             email_marketing=bool(row.email_marketing),
             email_opt_out=row.email_opt_out,
         )
+        if (
+            channel is Channel.SMS
+            and row.sms_opt_out
+            and (row.sms_opt_out == "all" or category is Category.MARKETING)
+        ):
+            return stop(
+                MessageStatus.SUPPRESSED,
+                f"opted_out: the number replied STOP ({row.sms_opt_out} SMS)",
+            )
         if not consent.allows(channel, category):
             return stop(
                 MessageStatus.SUPPRESSED,
@@ -296,41 +316,64 @@ class Dispatcher:
 
     def _outcome(
         self,
-        result: SendResult,
-        provider: str,
+        routed: Routed,
         subject: str | None,
         text: str,
         segments: int | None,
         attempt: int,
         expires_at: datetime | None,
     ) -> message_store.Outcome:
+        result, provider = routed.result, routed.provider
+        ambiguous = routed.ambiguous or result.outcome is Outcome.AMBIGUOUS
+        detail: dict[str, Any] | None = {"ambiguous": True} if ambiguous else None
+        if routed.tries:
+            detail = {**(detail or {}), "tries": list(routed.tries)}
         common: dict[str, Any] = {
             "message_id": result.message_id,
             "provider": provider,
+            "provider_id": routed.provider_id,
             "provider_message_id": result.provider_message_id,
             "error_code": result.error_code,
             "error_message": result.error_message,
             "attempt_outcome": result.outcome.value,
+            "ambiguous": ambiguous,
         }
+        earlier = f" after {'; '.join(routed.tries)}" if routed.tries else ""
         if result.outcome is Outcome.ACCEPTED:
+            twice = " (an earlier outcome was ambiguous: it may arrive twice)" if ambiguous else ""
             return message_store.Outcome(
                 status=MessageStatus.SENT.value,
-                reason=f"sent via {provider}",
+                reason=f"sent via {provider}{twice}",
                 subject=subject,
                 body=text,
                 segments=result.segments or segments,
+                detail=detail,
                 **common,
             )
         if result.outcome is Outcome.PERMANENT:
             return message_store.Outcome(
                 status=MessageStatus.FAILED.value,
-                reason=f"failed: {provider} rejected it ({result.error_code or 'error'})",
+                reason=f"failed: {provider} rejected it ({result.error_code or 'error'}){earlier}",
+                detail=detail,
                 **common,
             )
         now = self._clock.now()
-        ambiguous = result.outcome is Outcome.AMBIGUOUS
-        what = "ambiguous outcome" if ambiguous else "transient error"
-        detail = {"ambiguous": True} if ambiguous else None
+        if routed.cooling_until is not None:
+            common["attempt_outcome"] = "not_sent"
+            if expires_at is not None and routed.cooling_until >= expires_at:
+                return message_store.Outcome(
+                    status=MessageStatus.EXPIRED.value,
+                    reason="expired: every provider account is cooling down until after validity",
+                    **common,
+                )
+            return message_store.Outcome(
+                status=MessageStatus.DEFERRED.value,
+                reason=f"deferred to {routed.cooling_until:%H:%M:%S} UTC: every "
+                f"provider account is cooling down after errors",
+                due_at=routed.cooling_until,
+                **common,
+            )
+        what = "ambiguous outcome" if result.outcome is Outcome.AMBIGUOUS else "transient error"
         if attempt >= self._retry.max_attempts:
             return message_store.Outcome(
                 status=MessageStatus.FAILED.value,
@@ -363,12 +406,33 @@ class Dispatcher:
             if claimed == 0:
                 break
             total += claimed
+        await self.close()
         return total
+
+    async def close(self) -> None:
+        """Close the gateways this worker built (the default providers stay open)."""
+        await self.router.close()
 
     async def run(self, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
         """Work until `stop` is set, sleeping at most poll_seconds when idle."""
         next_renewal = 0.0
+        next_sweep = time.monotonic() + SWEEP_SECONDS
+        try:
+            await self._loop(stop, poll_seconds, next_renewal, next_sweep)
+        finally:
+            await self.close()
+
+    async def _loop(
+        self, stop: asyncio.Event, poll_seconds: float, next_renewal: float, next_sweep: float
+    ) -> None:
         while not stop.is_set():
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + SWEEP_SECONDS
+                try:
+                    with self._engine.begin() as conn:
+                        callbacks.reconcile_pending(conn, self._clock.now())
+                except Exception as exc:  # matching late receipts must never stop sending
+                    log.error("receipt_sweep_failed", error=type(exc).__name__)
             if self._billing and time.monotonic() >= next_renewal:
                 next_renewal = time.monotonic() + RENEWAL_SECONDS
                 try:

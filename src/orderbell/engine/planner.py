@@ -15,6 +15,7 @@ from orderbell.domain import rules as rule_matching
 from orderbell.domain import schedule
 from orderbell.domain.addresses import parse_phone, sms_block_reason
 from orderbell.domain.model import (
+    Category,
     Channel,
     CustomerInfo,
     MessageStatus,
@@ -78,6 +79,12 @@ def _suppression(rule: Rule, customer: CustomerInfo, shop: Shop) -> str | None:
             if channel is Channel.SMS
             else ("no_email: the customer has no e-mail address")
         )
+    if (
+        channel is Channel.SMS
+        and customer.sms_opt_out
+        and (customer.sms_opt_out == "all" or rule.action.category is Category.MARKETING)
+    ):
+        return f"opted_out: the number replied STOP ({customer.sms_opt_out} SMS)"
     if not customer.consent.allows(channel, rule.action.category):
         return f"opted_out: no consent for {rule.action.category.value} {channel.value}"
     if channel is Channel.SMS:

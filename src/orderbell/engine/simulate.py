@@ -59,6 +59,7 @@ class Simulator:
                         email=customer.email or stored.email,
                         locale=customer.locale or stored.locale,
                         consent=stored.consent,
+                        sms_opt_out=stored.sms_opt_out,
                     )
             order_row = conn.execute(
                 select(orders).where(orders.c.shop_id == shop_id, orders.c.code == data.order.code)

@@ -91,6 +91,7 @@ def info(row: Any) -> CustomerInfo:
         consent=Consent(
             **{f: getattr(row, f) for f in CONSENT_FIELDS}, email_opt_out=row.email_opt_out
         ),
+        sms_opt_out=row.sms_opt_out,
     )
 
 
@@ -171,5 +172,7 @@ def as_json(row: Any) -> dict[str, Any]:
         "locale": row.locale,
         "consent": {f: getattr(row, f) for f in CONSENT_FIELDS},
         "email_opt_out": row.email_opt_out,
+        "sms_opt_out": row.sms_opt_out,
+        "sms_opt_out_at": row.sms_opt_out_at.isoformat() if row.sms_opt_out_at else None,
         "created_at": row.created_at.isoformat(),
     }

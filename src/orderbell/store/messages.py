@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Boolean, Connection, and_, bindparam, func, or_, select, update
 
 from orderbell.domain.model import PENDING_STATUSES, MessageStatus
 from orderbell.errors import NotFound
@@ -117,6 +117,7 @@ _CLAIM_COLUMNS = (
     customers.c.email_transactional,
     customers.c.email_marketing,
     customers.c.email_opt_out,
+    customers.c.sms_opt_out,
     orders.c.status.label("order_status"),
     rules.c.active.label("rule_active"),
     rules.c.definition.label("rule_definition"),
@@ -213,7 +214,9 @@ class Outcome:
     attempt_outcome: str
     due_at: datetime | None = None  # new due time for deferred messages
     provider: str | None = None
+    provider_id: int | None = None  #: the shop_providers row, when the shop's own account
     provider_message_id: str | None = None
+    ambiguous: bool = False  #: an attempt's outcome was ambiguous: it may have been sent twice
     subject: str | None = None
     body: str | None = None
     segments: int | None = None
@@ -237,7 +240,9 @@ def finish(conn: Connection, worker: str, now: datetime, outcomes: Sequence[Outc
             "b_status": o.status,
             "b_reason": clip(o.reason, REASON_SIZE),
             "b_provider": o.provider,
+            "b_provider_id": o.provider_id,
             "b_pid": o.provider_message_id,
+            "b_ambiguous": o.ambiguous,
             "b_subject": o.subject,
             "b_body": o.body,
             "b_segments": o.segments,
@@ -253,6 +258,11 @@ def finish(conn: Connection, worker: str, now: datetime, outcomes: Sequence[Outc
             status=bindparam("b_status"),
             reason=bindparam("b_reason"),
             provider=func.coalesce(bindparam("b_provider"), messages.c.provider),
+            provider_id=func.coalesce(
+                bindparam("b_provider_id", type_=messages.c.provider_id.type),
+                messages.c.provider_id,
+            ),
+            ambiguous=or_(messages.c.ambiguous, bindparam("b_ambiguous", type_=Boolean)),
             provider_message_id=func.coalesce(bindparam("b_pid"), messages.c.provider_message_id),
             subject=func.coalesce(bindparam("b_subject"), messages.c.subject),
             body=func.coalesce(bindparam("b_body"), messages.c.body),
@@ -404,7 +414,11 @@ def as_json(row: Any) -> dict[str, Any]:
         "subject": row.subject,
         "body": row.body,
         "provider": row.provider,
+        "provider_id": row.provider_id,
         "provider_message_id": row.provider_message_id,
+        "delivered_at": iso(row.delivered_at),
+        "delivery_code": row.delivery_code,
+        "ambiguous": bool(row.ambiguous),
         "attempts": row.attempts,
         "segments": row.segments,
         "cost": f"{row.cost:.4f}" if row.cost is not None else None,

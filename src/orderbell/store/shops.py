@@ -65,6 +65,7 @@ def shop_json(row: Any) -> dict[str, Any]:
         "quiet_hours": row.quiet_hours,
         "transactional_obeys_quiet_hours": row.transactional_obeys_quiet_hours,
         "closed_dates": list(row.closed_dates or ()),
+        "stop_scope": (row.settings or {}).get("stop_scope", "marketing"),
         "created_at": row.created_at.isoformat(),
     }
 
@@ -98,7 +99,7 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Shop settings kept in the shops.settings JSON column (no column of their own).
-SETTINGS_KEYS = ("email_from_name", "email_reply_to")
+SETTINGS_KEYS = ("email_from_name", "email_reply_to", "stop_scope")
 
 
 def _split_settings(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
