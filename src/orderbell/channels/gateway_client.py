@@ -362,12 +362,17 @@ def callback_params(callback: Callback) -> dict[str, str]:
 
 
 def check_callback_path(callback: Callback, callback_url: str | None) -> None:
-    """The request must have come to our secret callback path (it carries the shop's
-    ``callback_token``); compared in constant time. Without a configured URL, the web
-    layer's lookup by token is the only check."""
+    """The request must have come under our secret callback path (it carries the provider
+    account's ``callback_token``), compared in constant time. A last segment that is a plain
+    word (``/…/<token>/receipt``) is dropped first, so ``/…/<token>/inbound`` is accepted too.
+    Without a configured URL, the web layer's lookup by token is the only check."""
     if not callback_url:
         return
-    expected = urlsplit(callback_url).path.rstrip("/").encode()
-    got = urlsplit(callback.url).path.encode()[: len(expected)]
-    if not expected or not hmac.compare_digest(got, expected):
+    base = urlsplit(callback_url).path.rstrip("/")
+    head, _, last = base.rpartition("/")
+    if head and last.isalpha() and len(last) <= 12:
+        base = head
+    expected = (base + "/").encode()
+    got = (urlsplit(callback.url).path.rstrip("/") + "/").encode()[: len(expected)]
+    if len(base) < 2 or not hmac.compare_digest(got, expected):
         raise CallbackRejected("callback path does not match this provider", status_code=403)
