@@ -245,5 +245,5 @@ def test_settings_validation_names_the_field(settings: dict[str, Any], field: st
 
 def test_module_conventions() -> None:
     assert smsapi.KIND == "smsapi" and smsapi.CHANNEL is Channel.SMS
-    assert smsapi.SECRET_FIELDS == {"access_token"}
+    assert {"access_token"} == smsapi.SECRET_FIELDS
     assert SMSAPI_TOKEN not in repr(gateway("http://127.0.0.1:9"))
