@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import structlog
@@ -319,16 +319,20 @@ class HttpGateway:
     ) -> Reply | SendResult:
         """One request; transport failures become results (never exceptions)."""
         url = self.base_url + request.path
+        headers = dict(request.headers)
+        data: bytes | None = None
+        if request.form is not None:  # encoded here: cheaper than aiohttp's FormData
+            data = urlencode(request.form).encode("ascii")
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif request.json_body is not None:
+            data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
         try:
             async with session.request(
-                request.method,
-                url,
-                data=request.form,
-                json=request.json_body,
-                headers=request.headers or None,
+                request.method, url, data=data, headers=headers or None
             ) as response:
                 body = await response.read()
-                return Reply(status=response.status, body=body, headers=dict(response.headers))
+                return Reply(status=response.status, body=body, headers=response.headers)
         except aiohttp.ClientConnectorError as exc:
             return result(message, Outcome.RETRYABLE, "connect", f"cannot connect: {exc.os_error}")
         except aiohttp.ConnectionTimeoutError:
