@@ -41,7 +41,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "pipeline": lambda: [pipeline_figure(count=20_000, runs=3)],
         "ingest": lambda: ingest_figures(count=5_000, runs=3, limit=10, per_s=1000, seconds=5),
         "pricing": lambda: [pricing_figure(count=300, runs=3)],
-        "egress": lambda: egress_figures(count=5_000, runs=3),
+        "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=20),
     }
 
