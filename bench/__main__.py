@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from bench.common import Figure, print_table
+from bench.gateways import egress_figures, pacing_figures
 from bench.ingest import ingest_figures
 from bench.pipeline import pipeline_figure, pricing_figure
 from bench.render import render_figure
@@ -34,6 +35,8 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "ingest": lambda: ingest_figures(count=300, runs=1, limit=3, per_s=200, seconds=1),
             "pricing": lambda: [pricing_figure(count=50, runs=1)],
             "smtp": lambda: [smtp_figure(count=300, runs=1)],
+            "egress": lambda: egress_figures(count=1_000, runs=1),
+            "pacing": lambda: pacing_figures(seconds=3),
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
@@ -41,6 +44,8 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "ingest": lambda: ingest_figures(count=5_000, runs=3, limit=10, per_s=1000, seconds=5),
         "pricing": lambda: [pricing_figure(count=300, runs=3)],
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
+        "egress": lambda: egress_figures(count=2_000, runs=3),
+        "pacing": lambda: pacing_figures(seconds=20),
     }
 
 
@@ -49,7 +54,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, a fast pass")
     parser.add_argument(
-        "--only", action="append", choices=["render", "pipeline", "ingest", "pricing", "smtp"]
+        "--only",
+        action="append",
+        choices=["render", "pipeline", "ingest", "pricing", "smtp", "egress", "pacing"],
     )
     args = parser.parse_args()
     # In-process runs log warnings only (the ingest server logs as configured, to a file).

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
+from orderbell.channels.pacing import Pacer
 from orderbell.clock import Clock, SystemClock
 from orderbell.domain.model import Channel
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
@@ -18,6 +19,7 @@ from orderbell.engine.simulate import Simulator
 from orderbell.engine.unsubscribe import Links, secret_key
 from orderbell.settings import Settings
 from orderbell.store.db import make_engine, migrate
+from orderbell.store.providers import Account
 from orderbell.templates.sandbox import Renderer
 
 
@@ -72,6 +74,10 @@ class Services:
         )
         self.simulator = Simulator(self.engine, self.clock, self.renderer)
 
+    def _pacer_for(self, account: Account) -> Pacer:
+        """The cross-worker pacer of one provider account (rate kept in the database)."""
+        return Pacer.for_provider(self.engine, account.id, self.clock)
+
     def dispatcher(self, worker_id: str | None = None) -> Dispatcher:
         """A dispatcher for one worker."""
         return Dispatcher(
@@ -90,7 +96,7 @@ class Services:
             billing=self.settings.billing,
             unsubscribe=self.unsubscribe,
             public_url=self.settings.public_url,
-            # pacing seam: pass pacer_for=<Account -> Pacer> here once channels.pacing exists
+            pacer_for=self._pacer_for,
         )
 
 

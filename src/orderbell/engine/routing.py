@@ -37,7 +37,11 @@ class Pacer(Protocol):
     """Keeps one provider account to its rate across workers (``channels.pacing``)."""
 
     async def acquire(self) -> None:
-        """Return when one more message may leave."""
+        """Return when one more message may leave (holding one concurrency slot)."""
+        ...
+
+    def release(self) -> None:
+        """Give back the concurrency slot taken by `acquire`."""
         ...
 
 
@@ -161,7 +165,10 @@ class Router:
 
         async def one(message: OutgoingMessage) -> list[SendResult]:
             await pacer.acquire()
-            return await safe_send(gateway, [message])
+            try:
+                return await safe_send(gateway, [message])
+            finally:
+                pacer.release()
 
         parts = await asyncio.gather(*(one(m) for m in batch))
         return [r for part in parts for r in part]
