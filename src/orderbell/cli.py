@@ -136,14 +136,30 @@ def run_worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         base = svc.dispatcher().worker_id
+        waker = svc.waker()  # one LISTEN connection wakes every loop of this process
         loops = [
-            svc.dispatcher(worker_id=f"{base}:{i}").run(stop, svc.settings.worker_poll_seconds)
+            svc.dispatcher(worker_id=f"{base}:{i}").run(
+                stop, svc.settings.worker_poll_seconds, waker
+            )
             for i in range(concurrency)
         ]
-        await asyncio.gather(*loops)
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            await waker.close()
+            for provider in svc.providers.values():
+                await provider.close()
 
-    out.print("worker started; Ctrl-C to stop")
+    if svc.settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(
+            svc.settings.metrics_port, addr=svc.settings.host, registry=svc.metrics.registry
+        )
+    out.print("worker started; SIGTERM or Ctrl-C to stop")
     asyncio.run(main())
+    svc.engine.dispose()
+    out.print("worker stopped: work in flight finished, unstarted claims given back")
 
 
 @app.command()

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.channels.pacing import Pacer
-from orderbell.clock import Clock, SystemClock
+from orderbell.clock import Clock, DatabaseClock, SystemClock
 from orderbell.domain.model import Channel
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
 from orderbell.engine.ingest import Ingestor
 from orderbell.engine.simulate import Simulator
 from orderbell.engine.unsubscribe import Links, secret_key
+from orderbell.engine.wakeup import Waker, for_engine
+from orderbell.errors import InvalidInput
+from orderbell.metrics import Metrics
 from orderbell.settings import Settings
 from orderbell.store.db import make_engine, migrate
 from orderbell.store.providers import Account
@@ -26,7 +31,9 @@ from orderbell.templates.sandbox import Renderer
 def default_providers(settings: Settings) -> dict[Channel, Provider]:
     """The providers the settings ask for: console by default, SMTP for e-mail if set."""
     providers: dict[Channel, Provider] = {
-        Channel.SMS: ConsoleProvider(Channel.SMS, path=settings.outbox_file),
+        Channel.SMS: ConsoleProvider(Channel.SMS, path=settings.outbox_file)
+        if settings.sms_provider == "console"
+        else provider_from_path(settings.sms_provider, settings, Channel.SMS),
     }
     if settings.email_provider == "smtp":
         from orderbell.channels.smtp import SmtpProvider, SmtpSettings
@@ -48,6 +55,31 @@ def default_providers(settings: Settings) -> dict[Channel, Provider]:
     return providers
 
 
+def provider_from_path(path: str, settings: Settings, channel: Channel) -> Provider:
+    """A provider built by a factory named ``package.module:function`` — the seam for gateways
+    that live outside this package. The factory is called as ``function(settings, channel)``."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(
+            f"cannot load provider factory {path!r}: {type(exc).__name__}", field="sms_provider"
+        ) from exc
+    provider: Provider = factory(settings, channel)
+    return provider
+
+
+def database_clock(engine: Engine, local: Clock | None = None) -> DatabaseClock:
+    """A clock that tells the database server's time (for PostgreSQL deployments)."""
+
+    def server_time() -> datetime:
+        with engine.connect() as conn:
+            value: datetime = conn.execute(select(func.clock_timestamp())).scalar_one()
+        return value
+
+    return DatabaseClock(server_time, local=local)
+
+
 @dataclass(kw_only=True)
 class Services:
     """Everything the API, CLI and workers use, built from one Settings."""
@@ -57,6 +89,7 @@ class Services:
     clock: Clock
     renderer: Renderer
     providers: dict[Channel, Provider]
+    metrics: Metrics = field(default_factory=Metrics)
     ingestor: Ingestor = field(init=False)
     simulator: Simulator = field(init=False)
     unsubscribe: Links = field(init=False)
@@ -73,6 +106,12 @@ class Services:
             self.engine, self.clock, self.renderer, billing=self.settings.billing
         )
         self.simulator = Simulator(self.engine, self.clock, self.renderer)
+        self.metrics.watch_queue(self.engine, self.clock)
+
+    def waker(self) -> Waker:
+        """What wakes this process's idle workers: LISTEN/NOTIFY on PostgreSQL, else a poll.
+        Create it on the event loop that will wait on it."""
+        return for_engine(self.engine)
 
     def _pacer_for(self, account: Account) -> Pacer:
         """The cross-worker pacer of one provider account (rate kept in the database)."""
@@ -97,6 +136,9 @@ class Services:
             unsubscribe=self.unsubscribe,
             public_url=self.settings.public_url,
             pacer_for=self._pacer_for,
+            send_chunk=self.settings.worker_send_chunk,
+            database_time=isinstance(self.clock, DatabaseClock),
+            metrics=self.metrics,
         )
 
 
@@ -112,10 +154,14 @@ def build(
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
+    if clock is None:
+        on_postgres = engine.dialect.name == "postgresql"
+        use_server = on_postgres and settings.clock_source == "database"
+        clock = database_clock(engine) if use_server else SystemClock()
     return Services(
         settings=settings,
         engine=engine,
-        clock=clock or SystemClock(),
+        clock=clock,
         renderer=Renderer(),
         providers=providers if providers is not None else default_providers(settings),
     )

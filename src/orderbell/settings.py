@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     secret_key_file: Path = Path("./var/secret_key")
     embedded_worker: bool = True
-    sms_provider: Literal["console"] = "console"
+    #: ``console``, or ``package.module:factory`` — a callable ``factory(settings, channel)``
+    #: returning a Provider (the seam for gateways outside this package, e.g. in tests)
+    sms_provider: str = "console"
     email_provider: Literal["console", "smtp"] = "console"
     outbox_file: Path = Path("./var/outbox.jsonl")
     smtp_host: str = "127.0.0.1"
@@ -35,6 +37,12 @@ class Settings(BaseSettings):
     smtp_from: str = "orders@example.com"
     worker_batch: int = Field(default=100, ge=1, le=1000)
     worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: messages handed to a provider per call; a stopping worker gives back what is left
+    worker_send_chunk: int = Field(default=100, ge=1, le=1000)
+    #: ``database``: on PostgreSQL every worker and API process tells time by the database
+    #: server (one clock for all machines); ``system``: this machine's clock
+    clock_source: Literal["database", "system"] = "database"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  #: worker's /metrics port
     lease_seconds: int = Field(default=60, ge=5, le=3600)
     max_attempts: int = Field(default=8, ge=1, le=50)
     retry_base_seconds: float = Field(default=5.0, gt=0)
@@ -43,3 +51,10 @@ class Settings(BaseSettings):
     billing: bool = True  #: price, reserve and debit credits (off: costs are not tracked)
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("sms_provider")
+    @classmethod
+    def _provider_name(cls, value: str) -> str:
+        if value != "console" and ":" not in value:
+            raise ValueError("use 'console' or a factory path 'package.module:function'")
+        return value

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from orderbell import __version__
 from orderbell.api import errors
@@ -43,9 +43,15 @@ class EmbeddedWorker:
         self._stop = asyncio.Event()
         self._ready.set()
         dispatcher = self._services.dispatcher()
-        self._loop.run_until_complete(
-            dispatcher.run(self._stop, self._services.settings.worker_poll_seconds)
-        )
+        self._loop.run_until_complete(self._work(dispatcher))
+
+    async def _work(self, dispatcher: Any) -> None:
+        assert self._stop is not None
+        waker = self._services.waker()
+        try:
+            await dispatcher.run(self._stop, self._services.settings.worker_poll_seconds, waker)
+        finally:
+            await waker.close()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -99,6 +105,14 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
         with services.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ready"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics: queue per shop and channel, sends, failures, latencies."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body = generate_latest(services.metrics.registry)
+        return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(events.router)
     app.include_router(shops.router)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
@@ -40,6 +40,10 @@ from orderbell.store import messages as message_store
 from orderbell.store import shops as shop_store
 from orderbell.store.shops import hour_range
 from orderbell.templates.sandbox import Renderer, TemplateSource
+
+if TYPE_CHECKING:
+    from orderbell.engine.wakeup import Waker
+    from orderbell.metrics import Metrics
 
 log = structlog.get_logger("orderbell.dispatcher")
 RENEWAL_SECONDS = 300.0  #: how often a worker grants due package allowances
@@ -85,6 +89,9 @@ class Dispatcher:
         public_url: str = "http://127.0.0.1:8000",
         failover: FailoverPolicy | None = None,
         pacer_for: PacerFactory | None = None,
+        send_chunk: int | None = None,
+        database_time: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -105,6 +112,10 @@ class Dispatcher:
             health=Health(failover),
             pacer_for=pacer_for,
         )
+        self._chunk = send_chunk or batch_size
+        #: validity is also judged by the database server's clock in the claim (PostgreSQL)
+        self._database_time = database_time
+        self._metrics = metrics
 
     def _shop(self, shop_id: int, now: datetime) -> Shop:
         cached = self._shops.get(shop_id)
@@ -115,8 +126,12 @@ class Dispatcher:
         self._shops[shop_id] = (now + timedelta(seconds=5), shop)
         return shop
 
-    async def run_once(self) -> int:
-        """Claim and process one batch; returns how many messages were claimed."""
+    async def run_once(self, stopping: asyncio.Event | None = None) -> int:
+        """Claim and process one batch; returns how many messages were claimed.
+
+        Messages go to the provider in chunks; once `stopping` is set, the chunks not yet
+        handed over are given back (their leases released) instead of sent.
+        """
         now = self._clock.now()
         with self._engine.begin() as conn:
             rows = message_store.claim(
@@ -125,9 +140,15 @@ class Dispatcher:
                 now=now,
                 lease_until=now + self._lease,
                 limit=self._batch,
+                database_time=self._database_time,
             )
         if not rows:
             return 0
+        if self._metrics is not None:
+            self._metrics.claimed.inc(len(rows))
+        released: list[tuple[int, str]] = []
+        previous = {row.id: row.previous_status for row in rows}
+        due = {row.id: row.due_at for row in rows}
         outcomes: list[message_store.Outcome] = []
         outgoing: list[OutgoingMessage] = []
         rendered: dict[int, tuple[str | None, str, int | None]] = {}
@@ -151,18 +172,23 @@ class Dispatcher:
                     conn, emails, by_id, lambda s: self._shop(s, now), self._links
                 )
             outgoing = [m for m in outgoing if m.channel is not Channel.EMAIL] + completed
-        for routed in await self._dispatch(outgoing):
-            subject, text, segments = rendered[routed.result.message_id]
-            outcomes.append(
-                self._outcome(
-                    routed,
-                    subject,
-                    text,
-                    segments,
-                    attempts[routed.result.message_id],
-                    expiry[routed.result.message_id],
+        for start in range(0, len(outgoing), self._chunk):
+            chunk = outgoing[start : start + self._chunk]
+            if stopping is not None and stopping.is_set():
+                released.extend((m.id, _pending(previous[m.id])) for m in chunk)
+                continue
+            for routed in await self._dispatch_observed(chunk, due):
+                subject, text, segments = rendered[routed.result.message_id]
+                outcomes.append(
+                    self._outcome(
+                        routed,
+                        subject,
+                        text,
+                        segments,
+                        attempts[routed.result.message_id],
+                        expiry[routed.result.message_id],
+                    )
                 )
-            )
         with self._engine.begin() as conn:
             finished_at = self._clock.now()
             if self._billing:
@@ -170,7 +196,10 @@ class Dispatcher:
             message_store.finish(conn, self.worker_id, finished_at, outcomes)
             # receipts that arrived before the send response are applied now
             callbacks.reconcile_sent(conn, outcomes, finished_at)
+            message_store.release(conn, self.worker_id, finished_at, released)
         counts = Counter(o.status for o in outcomes)
+        if released:
+            counts["released"] = len(released)
         log.info("batch_done", worker=self.worker_id, claimed=len(rows), **counts)
         return len(rows)
 
@@ -200,6 +229,36 @@ class Dispatcher:
         parts = await asyncio.gather(*(send(k, b) for k, b in groups.items()))
         return [r for part in parts for r in part]
 
+    async def _dispatch_observed(
+        self, chunk: list[OutgoingMessage], due: dict[int, datetime]
+    ) -> list[Routed]:
+        """Send one chunk; the metrics hook sees its duration, delays and outcomes per
+        channel and provider."""
+        handed_at = self._clock.now()
+        started = time.perf_counter()
+        routed = await self._dispatch(chunk)
+        if self._metrics is not None:
+            seconds = time.perf_counter() - started
+            channel_of = {m.id: m.channel.value for m in chunk}
+            groups: dict[tuple[str, str], list[Routed]] = {}
+            for r in routed:
+                key = (channel_of[r.result.message_id], r.provider)
+                groups.setdefault(key, []).append(r)
+            try:
+                for (channel, provider), items in groups.items():
+                    self._metrics.observe_send(
+                        channel=channel,
+                        provider=provider,
+                        seconds=seconds,
+                        delays=[
+                            (handed_at - due[r.result.message_id]).total_seconds() for r in items
+                        ],
+                        results=[r.result for r in items],
+                    )
+            except Exception as exc:  # a metrics hook never breaks a send
+                log.warning("metrics_hook_failed", error=type(exc).__name__)
+        return routed
+
     def _recheck(self, row: Any, now: datetime) -> message_store.Outcome | OutgoingMessage:
         """Re-check a claimed message just before sending: validity, rule, template,
         consent, order state, sending window. Returns a final outcome or the message."""
@@ -214,7 +273,9 @@ class Dispatcher:
             )
 
         shop = self._shop(row.shop_id, now)
-        if row.expires_at is not None and now >= row.expires_at:
+        if row.expires_at is not None and (
+            now >= row.expires_at or getattr(row, "expired_by_db", False)
+        ):
             return stop(
                 MessageStatus.EXPIRED,
                 f"expired at {_local(row.expires_at, shop)} before it could be sent",
@@ -413,17 +474,26 @@ class Dispatcher:
         """Close the gateways this worker built (the default providers stay open)."""
         await self.router.close()
 
-    async def run(self, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
-        """Work until `stop` is set, sleeping at most poll_seconds when idle."""
+    async def run(
+        self, stop: asyncio.Event, poll_seconds: float = 0.5, waker: Waker | None = None
+    ) -> None:
+        """Work until `stop` is set, sleeping at most poll_seconds when idle, or until the
+        waker signals new due work. On stop, the batch in flight finishes its current chunk
+        and gives back the rest."""
         next_renewal = 0.0
         next_sweep = time.monotonic() + SWEEP_SECONDS
         try:
-            await self._loop(stop, poll_seconds, next_renewal, next_sweep)
+            await self._loop(stop, poll_seconds, next_renewal, next_sweep, waker)
         finally:
             await self.close()
 
     async def _loop(
-        self, stop: asyncio.Event, poll_seconds: float, next_renewal: float, next_sweep: float
+        self,
+        stop: asyncio.Event,
+        poll_seconds: float,
+        next_renewal: float,
+        next_sweep: float,
+        waker: Waker | None,
     ) -> None:
         while not stop.is_set():
             if time.monotonic() >= next_sweep:
@@ -441,13 +511,31 @@ class Dispatcher:
                 except Exception as exc:  # renewal must never stop sending
                     log.error("renewal_failed", error=type(exc).__name__)
             try:
-                claimed = await self.run_once()
+                claimed = await self.run_once(stop)
             except Exception as exc:  # keep the worker alive across database hiccups
                 log.error("dispatch_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 claimed = 0
-            if claimed == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+            if claimed == 0 and not stop.is_set():
+                await _idle(stop, poll_seconds, waker)
+
+
+async def _idle(stop: asyncio.Event, seconds: float, waker: Waker | None) -> None:
+    """Sleep up to `seconds`, waking early on stop or on the waker's signal."""
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if waker is not None:
+        waits.append(asyncio.ensure_future(waker.wait()))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _pending(status: str) -> str:
+    """The pending status a released claim goes back to (a taken-over one: scheduled)."""
+    return status if status == MessageStatus.DEFERRED.value else MessageStatus.SCHEDULED.value
 
 
 def _local(instant: datetime, shop: Shop) -> str:

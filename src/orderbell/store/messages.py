@@ -40,6 +40,16 @@ def _is_pending() -> Any:
     )
 
 
+pending_condition = _is_pending  #: "status is pending", spelled so the partial indexes apply
+
+#: Claim order: every transactional message that is due goes before any marketing one, so a
+#: shop's campaign never delays another shop's order updates.
+CLAIM_PRIORITY = ("transactional", "marketing")
+#: Within a category, a claim looks at this many times its size of the oldest due rows and
+#: takes them round-robin by shop, so one shop's burst shares each batch with the others.
+FAIR_WINDOW = 3
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogEntry:
     """One line of a message's audit trail."""
@@ -125,12 +135,22 @@ _CLAIM_COLUMNS = (
 
 
 def claim(
-    conn: Connection, *, worker: str, now: datetime, lease_until: datetime, limit: int
+    conn: Connection,
+    *,
+    worker: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    database_time: bool = False,
 ) -> Sequence[Any]:
     """Lease up to `limit` due messages (and ones whose lease expired) to this worker.
 
     Each claim records an attempt before any network call. Uses SKIP LOCKED on PostgreSQL;
-    on SQLite the transaction is BEGIN IMMEDIATE, so one writer claims at a time.
+    on SQLite the transaction is BEGIN IMMEDIATE, so one writer claims at a time. Due
+    messages are taken transactional first, then marketing, each shared round-robin between
+    shops (see :data:`FAIR_WINDOW`). With `database_time` (PostgreSQL), each row also says
+    whether it has expired by the database server's clock (``expired_by_db``), whatever the
+    worker's clock says.
     """
     expired = conn.execute(
         select(messages.c.id, messages.c.status)
@@ -140,19 +160,31 @@ def claim(
         .with_for_update(skip_locked=True)
     ).all()
     ids = [r.id for r in expired]
-    if len(ids) < limit:
+    for category in CLAIM_PRIORITY:
+        wanted = limit - len(ids)
+        if wanted <= 0:
+            break
         due = conn.execute(
-            select(messages.c.id)
-            .where(_is_pending(), messages.c.due_at <= now)
+            select(messages.c.id, messages.c.shop_id)
+            .where(_is_pending(), messages.c.category == category, messages.c.due_at <= now)
             .order_by(messages.c.due_at)
-            .limit(limit - len(ids))
+            .limit(wanted * FAIR_WINDOW)
             .with_for_update(skip_locked=True)
         ).all()
-        ids.extend(r.id for r in due)
+        ids.extend(round_robin(due, wanted))
     if not ids:
         return []
+    columns: tuple[Any, ...] = _CLAIM_COLUMNS
+    if database_time:
+        columns = (
+            *columns,
+            and_(
+                messages.c.expires_at.is_not(None),
+                messages.c.expires_at <= func.clock_timestamp(),
+            ).label("expired_by_db"),
+        )
     rows = conn.execute(
-        select(*_CLAIM_COLUMNS)
+        select(*columns)
         .select_from(messages)
         .outerjoin(templates, templates.c.id == messages.c.template_id)
         .outerjoin(
@@ -187,6 +219,8 @@ def claim(
     )
     lost = [r.id for r in expired]
     if lost:
+        # The previous attempt may have reached the provider: a second hand-off can duplicate.
+        conn.execute(update(messages).where(messages.c.id.in_(lost)).values(ambiguous=True))
         add_log(
             conn,
             [
@@ -202,6 +236,65 @@ def claim(
             ],
         )
     return rows
+
+
+def round_robin(rows: Sequence[Any], limit: int) -> list[int]:
+    """Up to `limit` ids from rows (id, shop_id) in due order, taking one per shop in turn."""
+    queues: dict[int, list[int]] = {}
+    for row in rows:
+        queues.setdefault(row.shop_id, []).append(row.id)
+    if len(queues) == 1:
+        return [r.id for r in rows[:limit]]
+    picked: list[int] = []
+    lanes = [q[::-1] for q in queues.values()]
+    while len(picked) < limit and lanes:
+        for lane in lanes:
+            picked.append(lane.pop())
+            if len(picked) == limit:
+                break
+        lanes = [lane for lane in lanes if lane]
+    return picked
+
+
+def release(
+    conn: Connection, worker: str, now: datetime, claimed: Sequence[tuple[int, str]]
+) -> None:
+    """Give back claims this worker will not send (it is stopping): each message returns to
+    its previous status with its due time, and the unstarted attempt is removed."""
+    if not claimed:
+        return
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == bindparam("b_id"), messages.c.lease_owner == bindparam("b_worker"))
+        .values(
+            status=bindparam("b_status"),
+            lease_owner=None,
+            lease_until=None,
+            attempts=messages.c.attempts - 1,
+            updated_at=now,
+        ),
+        [{"b_id": m, "b_worker": worker, "b_status": status} for m, status in claimed],
+    )
+    conn.execute(
+        attempts.delete().where(
+            attempts.c.message_id == bindparam("b_id"),
+            attempts.c.worker == bindparam("b_worker"),
+            attempts.c.finished_at.is_(None),
+        ),
+        [{"b_id": m, "b_worker": worker} for m, _ in claimed],
+    )
+    add_log(
+        conn,
+        [
+            LogEntry(
+                message_id=m,
+                at=now,
+                status=status,
+                reason="released: the worker stopped before sending it",
+            )
+            for m, status in claimed
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

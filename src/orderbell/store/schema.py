@@ -265,6 +265,14 @@ Index(
     sqlite_where=messages.c.status.in_(["scheduled", "deferred"]),
     postgresql_where=messages.c.status.in_(["scheduled", "deferred"]),
 )
+# The fair claim walks due messages per category (transactional before marketing).
+Index(
+    "ix_messages_pending_category_due",
+    messages.c.category,
+    messages.c.due_at,
+    sqlite_where=messages.c.status.in_(["scheduled", "deferred"]),
+    postgresql_where=messages.c.status.in_(["scheduled", "deferred"]),
+)
 Index(
     "ix_messages_sending_lease",
     messages.c.lease_until,
