@@ -22,6 +22,7 @@ from bench.ingest import ingest_figures
 from bench.pipeline import pipeline_figure, pricing_figure
 from bench.render import render_figure
 from bench.smtp import smtp_figure
+from bench.workers import worker_figures
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,6 +38,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "smtp": lambda: [smtp_figure(count=300, runs=1)],
             "egress": lambda: egress_figures(count=1_000, runs=1),
             "pacing": lambda: pacing_figures(seconds=3),
+            "workers": lambda: worker_figures(count=2_000, runs=1, per_s=100, seconds=2),
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
@@ -46,6 +48,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
         "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=20),
+        "workers": lambda: worker_figures(count=10_000, runs=3, per_s=300, seconds=5),
     }
 
 
@@ -56,7 +59,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["render", "pipeline", "ingest", "pricing", "smtp", "egress", "pacing"],
+        choices=["render", "pipeline", "ingest", "pricing", "smtp", "egress", "pacing", "workers"],
     )
     args = parser.parse_args()
     # In-process runs log warnings only (the ingest server logs as configured, to a file).
