@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
-from orderbell.store import messages as message_store
+from orderbell.store import claims
 from orderbell.store.schema import messages, shops
 
 
@@ -51,7 +51,7 @@ def add(
 def claim(services: Services, clock: ManualClock, limit: int) -> list[int]:
     now = clock.now()
     with services.engine.begin() as conn:
-        rows = message_store.claim(
+        rows = claims.claim(
             conn, worker="w", now=now, lease_until=now + timedelta(seconds=60), limit=limit
         )
     return [r.id for r in rows]
@@ -88,10 +88,6 @@ def test_a_batch_is_shared_round_robin_between_shops_due_together(
 
 
 def test_round_robin_keeps_due_order_within_a_shop() -> None:
-    class Row:
-        def __init__(self, id: int, shop_id: int) -> None:
-            self.id, self.shop_id = id, shop_id
-
-    rows = [Row(1, 1), Row(2, 1), Row(3, 1), Row(4, 2), Row(5, 3), Row(6, 2)]
-    assert message_store.round_robin(rows, 5) == [1, 4, 5, 2, 6]
-    assert message_store.round_robin(rows[:3], 2) == [1, 2]
+    rows = [(1, 1), (2, 1), (3, 1), (4, 2), (5, 3), (6, 2)]  # (id, shop_id) in due order
+    assert claims.round_robin(rows, 5) == [1, 4, 5, 2, 6]
+    assert claims.round_robin(rows[:3], 2) == [1, 2]

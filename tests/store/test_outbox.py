@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
+from orderbell.store import claims
 from orderbell.store import messages as message_store
 from orderbell.store.schema import attempts, messages, shops
 
@@ -58,7 +59,7 @@ def seed(services: Services, clock: ManualClock, count: int, *, due_in: int = 0)
 def claim(services: Services, worker: str, clock: ManualClock, limit: int = 10) -> list[Any]:
     now = clock.now()
     with services.engine.begin() as conn:
-        return message_store.claim(
+        return claims.claim(
             conn, worker=worker, now=now, lease_until=now + timedelta(seconds=60), limit=limit
         )
 
@@ -87,22 +88,22 @@ def test_dead_workers_lease_is_taken_over_and_flagged(
     now = clock.now()
     with services.engine.begin() as conn:
         # the dead worker wakes up late: its outcome must not overwrite the new lease holder's
-        message_store.finish(
+        claims.finish(
             conn,
             "dead",
             now,
             [
-                message_store.Outcome(
+                claims.Outcome(
                     message_id=mid, status="failed", reason="late", attempt_outcome="permanent"
                 )
             ],
         )
-        message_store.finish(
+        claims.finish(
             conn,
             "alive",
             now,
             [
-                message_store.Outcome(
+                claims.Outcome(
                     message_id=mid,
                     status="sent",
                     reason="sent via test",

@@ -29,6 +29,7 @@ from orderbell.billing.prices import Quote, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
 from orderbell.domain.model import Channel, MessageStatus
 from orderbell.errors import InvalidInput, NotFound
+from orderbell.store import claims
 from orderbell.store import messages as message_store
 from orderbell.store.schema import (
     Money,
@@ -605,12 +606,12 @@ def _settle(
 def settle(
     conn: Connection,
     worker: str,
-    outcomes: Sequence[message_store.Outcome],
+    outcomes: Sequence[claims.Outcome],
     now: datetime,
 ) -> None:
     """Bill a batch's outcomes: debit what was handed to a provider (sent, or possibly sent
     when the outcome was ambiguous), release what will never be sent. Only messages still
-    leased to this worker are billed, like message_store.finish updates only those."""
+    leased to this worker are billed, like claims.finish updates only those."""
     handed: set[int] = set()
     released: set[int] = set()
     for o in outcomes:

@@ -76,8 +76,9 @@ def analyse(text: str) -> SmsInfo:
         return SmsInfo(
             encoding=GSM7, units=len(text), segments=len(parts), parts=parts, unicode_chars=()
         )
-    if not chars & GSM7_EXTENSION and all(ord(c) <= 0xFFFF for c in chars):
-        forcing = [c for c in dict.fromkeys(text) if c not in GSM7_BASIC]
+    if not chars & GSM7_EXTENSION and max(chars) <= "\uffff":  # no surrogate pairs
+        outside = chars - GSM7_BASIC
+        forcing = [c for c in dict.fromkeys(text) if c in outside]
         if forcing:  # UCS-2 without surrogate pairs: one unit per character
             parts = _even_parts(text, 70, 67)
             return SmsInfo(

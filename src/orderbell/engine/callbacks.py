@@ -26,6 +26,7 @@ from orderbell.billing import credits
 from orderbell.channels.base import DeliveryState, Inbound, Receipt
 from orderbell.domain.model import MessageStatus
 from orderbell.engine import inbound as inbound_engine
+from orderbell.store import claims
 from orderbell.store import messages as message_store
 from orderbell.store.db import new_id
 from orderbell.store.providers import Account
@@ -247,7 +248,7 @@ _STORED = (
 
 
 def reconcile_sent(
-    conn: Connection, outcomes: Sequence[message_store.Outcome], now: datetime
+    conn: Connection, outcomes: Sequence[claims.Outcome], now: datetime
 ) -> int:
     """After a batch is recorded: apply receipts that arrived before its send responses."""
     sent = [

@@ -36,7 +36,7 @@ from orderbell.engine.failover import FailoverPolicy, Health
 from orderbell.engine.routing import PacerFactory, Routed, Router, safe_send
 from orderbell.engine.unsubscribe import Links
 from orderbell.errors import TemplateError
-from orderbell.store import messages as message_store
+from orderbell.store import claims
 from orderbell.store import shops as shop_store
 from orderbell.store.shops import hour_range
 from orderbell.templates.sandbox import Renderer, TemplateSource
@@ -134,7 +134,7 @@ class Dispatcher:
         """
         now = self._clock.now()
         with self._engine.begin() as conn:
-            rows = message_store.claim(
+            rows = claims.claim(
                 conn,
                 worker=self.worker_id,
                 now=now,
@@ -149,7 +149,7 @@ class Dispatcher:
         released: list[tuple[int, str]] = []
         previous = {row.id: row.previous_status for row in rows}
         due = {row.id: row.due_at for row in rows}
-        outcomes: list[message_store.Outcome] = []
+        outcomes: list[claims.Outcome] = []
         outgoing: list[OutgoingMessage] = []
         rendered: dict[int, tuple[str | None, str, int | None]] = {}
         attempts: dict[int, int] = {}
@@ -158,7 +158,7 @@ class Dispatcher:
             attempts[row.id] = row.attempts + 1
             expiry[row.id] = row.expires_at
             decided = self._recheck(row, now)
-            if isinstance(decided, message_store.Outcome):
+            if isinstance(decided, claims.Outcome):
                 outcomes.append(decided)
                 continue
             outgoing.append(decided)
@@ -193,10 +193,10 @@ class Dispatcher:
             finished_at = self._clock.now()
             if self._billing:
                 credits.settle(conn, self.worker_id, outcomes, finished_at)
-            message_store.finish(conn, self.worker_id, finished_at, outcomes)
+            claims.finish(conn, self.worker_id, finished_at, outcomes)
             # receipts that arrived before the send response are applied now
             callbacks.reconcile_sent(conn, outcomes, finished_at)
-            message_store.release(conn, self.worker_id, finished_at, released)
+            claims.release(conn, self.worker_id, finished_at, released)
         counts = Counter(o.status for o in outcomes)
         if released:
             counts["released"] = len(released)
@@ -259,12 +259,12 @@ class Dispatcher:
                 log.warning("metrics_hook_failed", error=type(exc).__name__)
         return routed
 
-    def _recheck(self, row: Any, now: datetime) -> message_store.Outcome | OutgoingMessage:
+    def _recheck(self, row: claims.Claimed, now: datetime) -> claims.Outcome | OutgoingMessage:
         """Re-check a claimed message just before sending: validity, rule, template,
         consent, order state, sending window. Returns a final outcome or the message."""
 
-        def stop(status: MessageStatus, reason: str, **kw: Any) -> message_store.Outcome:
-            return message_store.Outcome(
+        def stop(status: MessageStatus, reason: str, **kw: Any) -> claims.Outcome:
+            return claims.Outcome(
                 message_id=row.id,
                 status=status.value,
                 reason=reason,
@@ -274,7 +274,7 @@ class Dispatcher:
 
         shop = self._shop(row.shop_id, now)
         if row.expires_at is not None and (
-            now >= row.expires_at or getattr(row, "expired_by_db", False)
+            now >= row.expires_at or row.expired_by_db
         ):
             return stop(
                 MessageStatus.EXPIRED,
@@ -283,6 +283,8 @@ class Dispatcher:
         context = row.context or {}
         if row.template_id is None and context.get("_system"):
             # orderbell's own notice to the shop (e.g. low balance): text fixed when planned
+            if not row.recipient:
+                return stop(MessageStatus.SUPPRESSED, "no_recipient: the shop has no address")
             return OutgoingMessage(
                 id=row.id,
                 shop_id=row.shop_id,
@@ -295,7 +297,7 @@ class Dispatcher:
         definition = row.rule_definition
         if row.rule_id is not None and row.rule_active is False:
             return stop(MessageStatus.SUPPRESSED, "rule_inactive: the rule was switched off")
-        if row.template_active is not True or row.t_body is None:
+        if row.template_active is not True or row.t_body is None or row.template_kind is None:
             return stop(MessageStatus.SUPPRESSED, "template_inactive: the template is not active")
         channel = Channel(row.channel)
         category = Category(row.category)
@@ -383,7 +385,7 @@ class Dispatcher:
         segments: int | None,
         attempt: int,
         expires_at: datetime | None,
-    ) -> message_store.Outcome:
+    ) -> claims.Outcome:
         result, provider = routed.result, routed.provider
         ambiguous = routed.ambiguous or result.outcome is Outcome.AMBIGUOUS
         detail: dict[str, Any] | None = {"ambiguous": True} if ambiguous else None
@@ -402,7 +404,7 @@ class Dispatcher:
         earlier = f" after {'; '.join(routed.tries)}" if routed.tries else ""
         if result.outcome is Outcome.ACCEPTED:
             twice = " (an earlier outcome was ambiguous: it may arrive twice)" if ambiguous else ""
-            return message_store.Outcome(
+            return claims.Outcome(
                 status=MessageStatus.SENT.value,
                 reason=f"sent via {provider}{twice}",
                 subject=subject,
@@ -412,7 +414,7 @@ class Dispatcher:
                 **common,
             )
         if result.outcome is Outcome.PERMANENT:
-            return message_store.Outcome(
+            return claims.Outcome(
                 status=MessageStatus.FAILED.value,
                 reason=f"failed: {provider} rejected it ({result.error_code or 'error'}){earlier}",
                 detail=detail,
@@ -422,12 +424,12 @@ class Dispatcher:
         if routed.cooling_until is not None:
             common["attempt_outcome"] = "not_sent"
             if expires_at is not None and routed.cooling_until >= expires_at:
-                return message_store.Outcome(
+                return claims.Outcome(
                     status=MessageStatus.EXPIRED.value,
                     reason="expired: every provider account is cooling down until after validity",
                     **common,
                 )
-            return message_store.Outcome(
+            return claims.Outcome(
                 status=MessageStatus.DEFERRED.value,
                 reason=f"deferred to {routed.cooling_until:%H:%M:%S} UTC: every "
                 f"provider account is cooling down after errors",
@@ -436,7 +438,7 @@ class Dispatcher:
             )
         what = "ambiguous outcome" if result.outcome is Outcome.AMBIGUOUS else "transient error"
         if attempt >= self._retry.max_attempts:
-            return message_store.Outcome(
+            return claims.Outcome(
                 status=MessageStatus.FAILED.value,
                 reason=f"failed: {what} from {provider} after {attempt} attempts",
                 detail=detail,
@@ -444,13 +446,13 @@ class Dispatcher:
             )
         retry_at = now + self._retry.delay(attempt)
         if expires_at is not None and retry_at >= expires_at:
-            return message_store.Outcome(
+            return claims.Outcome(
                 status=MessageStatus.EXPIRED.value,
                 reason=f"expired: {what} from {provider}; the next try would be after validity",
                 detail=detail,
                 **common,
             )
-        return message_store.Outcome(
+        return claims.Outcome(
             status=MessageStatus.DEFERRED.value,
             reason=f"retry at {retry_at:%H:%M:%S} UTC after {what} from {provider} "
             f"({result.error_code or 'error'})",
