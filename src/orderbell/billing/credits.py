@@ -21,9 +21,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Integer, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from orderbell.billing.prices import Quote, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
@@ -31,6 +31,7 @@ from orderbell.domain.model import Channel, MessageStatus
 from orderbell.errors import InvalidInput, NotFound
 from orderbell.store import claims
 from orderbell.store import messages as message_store
+from orderbell.store.driver import Driver, marks, money_out
 from orderbell.store.schema import (
     Money,
     allowance_buckets,
@@ -128,32 +129,19 @@ def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREP
 
 def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
     """The shop's account; `lock` serialises writers (FOR UPDATE on PostgreSQL)."""
-    query = _ACCOUNT_LOCKED if lock else _ACCOUNT
-    row = conn.execute(query, {"shop_id": shop_id}).first()
+    db = Driver(conn)
+    row = db.first(credit_accounts, {"shop_id": shop_id}, lock=lock)
     if row is None:
         open_account(conn, shop_id, datetime.now(UTC))
-        row = conn.execute(query, {"shop_id": shop_id}).first()
+        row = db.first(credit_accounts, {"shop_id": shop_id}, lock=lock)
     return _account(row)
 
 
-_ACCOUNT = select(credit_accounts).where(credit_accounts.c.shop_id == bindparam("shop_id"))
-_ACCOUNT_LOCKED = _ACCOUNT.with_for_update()
 _MOVE_CREDITS = (
-    update(credit_accounts)
-    .where(credit_accounts.c.shop_id == bindparam("b_shop_id"))
-    .values(
-        available=credit_accounts.c.available
-        + bindparam("credits", type_=credit_accounts.c.available.type),
-        reserved=credit_accounts.c.reserved
-        + bindparam("reserved", type_=credit_accounts.c.reserved.type),
-        updated_at=bindparam("now", type_=credit_accounts.c.updated_at.type),
-    )
+    "UPDATE credit_accounts SET available = available + ?, reserved = reserved + ?, "
+    "updated_at = ? WHERE shop_id = ?"
 )
-_MOVE_UNITS = (
-    update(allowance_buckets)
-    .where(allowance_buckets.c.id == bindparam("b_bucket_id"))
-    .values(remaining=allowance_buckets.c.remaining + bindparam("units", type_=Integer()))
-)
+_MOVE_UNITS = "UPDATE allowance_buckets SET remaining = remaining + ? WHERE id = ?"
 
 
 class _Entries:
@@ -211,20 +199,18 @@ class _Entries:
     def write(self, conn: Connection, now: datetime) -> None:
         """Append the entries and move the figures (accounts in shop order: no deadlocks
         between workers settling batches of the same shops)."""
-        if self.rows:
-            conn.execute(insert(ledger), self.rows)  # values as parameters: cached statement
+        db = Driver(conn)
+        db.insert_many(ledger, self.rows)
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
             if available or reserved:
-                conn.execute(
-                    _MOVE_CREDITS,
-                    {"b_shop_id": shop_id, "credits": available, "reserved": reserved, "now": now},
+                # floats, as SQLAlchemy binds Money: the stored values stay identical
+                db.execute(
+                    _MOVE_CREDITS, (float(available), float(reserved), db.time(now), shop_id)
                 )
         for bucket_id in sorted(self.buckets):
             if self.buckets[bucket_id]:
-                conn.execute(
-                    _MOVE_UNITS, {"b_bucket_id": bucket_id, "units": self.buckets[bucket_id]}
-                )
+                db.execute(_MOVE_UNITS, (self.buckets[bucket_id], bucket_id))
         self.rows, self.accounts, self.buckets = [], {}, {}
 
 
@@ -537,6 +523,27 @@ _BILL_COLUMNS = (
 )
 
 
+class _Billed(NamedTuple):
+    """A message's billing columns (as _BILL_COLUMNS selects them)."""
+
+    id: int
+    shop_id: int
+    rule_id: int | None
+    channel: str
+    recipient: str | None
+    cost: Decimal | None
+    funding: str | None
+    bucket_id: int | None
+    billing: str | None
+
+
+_BILLED = (
+    "SELECT id, shop_id, rule_id, channel, recipient, cost, funding, bucket_id, billing "
+    "FROM messages WHERE id IN ({ids}) AND lease_owner = ? AND billing = 'reserved'"
+)
+_BILLING_STATE = "UPDATE messages SET billing = ? WHERE id IN ({ids})"
+
+
 def _units_of(row: Any, conn: Connection) -> int:
     """Allowance units a message reserved (from its reservation entry)."""
     return _reserved_units(conn, [row.id]).get(row.id, 0)
@@ -595,12 +602,13 @@ def _settle(
     for row in rows:
         _settle_one(entries, row, now, actor, row.id in handed, units.get(row.id, 0))
     entries.write(conn, now)
+    db = Driver(conn)
     for state, ids in (
         ("debited", [r.id for r in rows if r.id in handed]),
         ("released", [r.id for r in rows if r.id not in handed]),
     ):
         if ids:
-            conn.execute(update(messages).where(messages.c.id.in_(ids)).values(billing=state))
+            db.execute(_BILLING_STATE.format(ids=marks(len(ids))), (state, *ids))
 
 
 def settle(
@@ -627,13 +635,13 @@ def settle(
     ids = handed | released
     if not ids:
         return
-    rows = conn.execute(
-        select(*_BILL_COLUMNS).where(
-            messages.c.id.in_(ids),
-            messages.c.lease_owner == worker,
-            messages.c.billing == "reserved",
+    db = Driver(conn)
+    rows = [
+        _Billed(mid, shop, rule, channel, recipient, money_out(cost), funding, bucket, billing)
+        for mid, shop, rule, channel, recipient, cost, funding, bucket, billing in db.rows(
+            _BILLED.format(ids=marks(len(ids))), (*ids, worker)
         )
-    ).all()
+    ]
     _settle(conn, rows, now, f"worker:{worker}", handed)
     for shop_id in sorted({row.shop_id for row in rows}):
         _check_low_balance(conn, shop_id, now)

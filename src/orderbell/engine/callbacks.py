@@ -247,9 +247,7 @@ _STORED = (
 )
 
 
-def reconcile_sent(
-    conn: Connection, outcomes: Sequence[claims.Outcome], now: datetime
-) -> int:
+def reconcile_sent(conn: Connection, outcomes: Sequence[claims.Outcome], now: datetime) -> int:
     """After a batch is recorded: apply receipts that arrived before its send responses."""
     sent = [
         o for o in outcomes if o.provider_id is not None and o.status == MessageStatus.SENT.value

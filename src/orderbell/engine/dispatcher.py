@@ -273,9 +273,7 @@ class Dispatcher:
             )
 
         shop = self._shop(row.shop_id, now)
-        if row.expires_at is not None and (
-            now >= row.expires_at or row.expired_by_db
-        ):
+        if row.expires_at is not None and (now >= row.expires_at or row.expired_by_db):
             return stop(
                 MessageStatus.EXPIRED,
                 f"expired at {_local(row.expires_at, shop)} before it could be sent",

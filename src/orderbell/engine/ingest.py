@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from orderbell.api.schemas import EventIn
@@ -33,7 +33,7 @@ from orderbell.store import attachments as attachment_store
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
-from orderbell.store.db import new_id
+from orderbell.store.driver import Driver, json_out
 from orderbell.store.schema import events
 from orderbell.templates.sandbox import Renderer
 
@@ -67,14 +67,7 @@ def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> Ord
 
 
 # Hot statements, built once (building one per call costs ~5x its execution).
-_REPLAY = select(events.c.id, events.c.body_hash, events.c.outcome).where(
-    events.c.shop_id == bindparam("shop_id"), events.c.idempotency_key == bindparam("key")
-)
-_SET_OUTCOME = (
-    events.update()
-    .where(events.c.id == bindparam("b_event_id"))
-    .values(outcome=bindparam("b_outcome", type_=events.c.outcome.type))
-)
+_REPLAY = "SELECT id, body_hash, outcome FROM events WHERE shop_id = ? AND idempotency_key = ?"
 
 #: The most events one group commit takes; later arrivals form the next group.
 GROUP_MAX = 64
@@ -203,14 +196,15 @@ class Ingestor:
         return results
 
     def _replay(self, conn: Connection, shop_id: int, key: str, digest: str) -> IngestResult | None:
-        row = conn.execute(_REPLAY, {"shop_id": shop_id, "key": key}).first()
-        if row is None:
+        found = Driver(conn).rows(_REPLAY, (shop_id, key))
+        if not found:
             return None
-        if row.body_hash != digest:
+        event_id, body_hash, outcome = found[0]
+        if body_hash != digest:
             raise Conflict(
                 "this idempotency key was used for a different event body", field="idempotency_key"
             )
-        return IngestResult(event_id=row.id, duplicate=True, outcome=row.outcome)
+        return IngestResult(event_id=event_id, duplicate=True, outcome=json_out(outcome))
 
     def _store(
         self, conn: Connection, shop_id: int, data: EventIn, key: str, digest: str
@@ -228,22 +222,20 @@ class Ingestor:
             occurred_at=data.occurred_at,
             now=now,
         )
-        event_id = new_id(
-            conn.execute(
-                events.insert(),  # values as parameters: the statement stays cached
-                {
-                    "shop_id": shop_id,
-                    "idempotency_key": key,
-                    "body_hash": digest,
-                    "type": data.type,
-                    "occurred_at": data.occurred_at,
-                    "order_id": applied.order_id,
-                    # the files are kept once, in event_attachments, not in the payload
-                    "payload": data.model_dump(mode="json", exclude={"attachments"}),
-                    "outcome": {},
-                    "received_at": now,
-                },
-            )
+        event_id = Driver(conn).insert(
+            events,
+            {
+                "shop_id": shop_id,
+                "idempotency_key": key,
+                "body_hash": digest,
+                "type": data.type,
+                "occurred_at": data.occurred_at,
+                "order_id": applied.order_id,
+                # the files are kept once, in event_attachments, not in the payload
+                "payload": data.model_dump(mode="json", exclude={"attachments"}),
+                "outcome": {},
+                "received_at": now,
+            },
         )
         attachment_store.add_to_event(
             conn, shop_id, event_id, applied.order_id, data.attachments, now
@@ -251,7 +243,7 @@ class Ingestor:
         outcome = self._plan_and_store(
             conn, config, data, applied, customer_id, customer, event_id, now
         )
-        conn.execute(_SET_OUTCOME, {"b_event_id": event_id, "b_outcome": outcome})
+        Driver(conn).update(events, event_id, {"outcome": outcome})
         log.info(
             "event_ingested",
             shop_id=shop_id,

@@ -6,13 +6,14 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 
 from orderbell.api.schemas import CustomerConsentIn, CustomerIn, CustomerWrite
 from orderbell.domain.addresses import parse_email, parse_phone
 from orderbell.domain.model import Consent, CustomerInfo, Shop
 from orderbell.errors import Conflict, NotFound
 from orderbell.store.db import new_id
+from orderbell.store.driver import Driver
 from orderbell.store.schema import customers
 
 CONSENT_FIELDS = ("sms_transactional", "sms_marketing", "email_transactional", "email_marketing")
@@ -51,28 +52,21 @@ def upsert_from_event(
     key = external_id(data, values)
     if key is None:
         return None, CustomerInfo()
-    row = conn.execute(_BY_KEY, {"shop_id": shop.id, "key": key}).first()
+    db = Driver(conn)
+    row = db.first(customers, {"shop_id": shop.id, "external_id": key})
     if row is None:
         inserted = {"shop_id": shop.id, "external_id": key, "created_at": now, "updated_at": now}
         inserted.update(values)
-        customer_id = new_id(
-            conn.execute(customers.insert(), inserted)  # values as parameters: stays cached
-        )
+        customer_id = db.insert(customers, inserted)
         # The new row as stored, without reading it back: columns not given take their defaults.
         fresh = {**_NEW_ROW, **inserted, "id": customer_id}
         return customer_id, info(SimpleNamespace(**fresh))
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
     if changed:
-        conn.execute(
-            update(customers).where(customers.c.id == row.id).values(updated_at=now, **changed)
-        )
+        db.update(customers, row.id, {"updated_at": now, **changed})
         return int(row.id), info(SimpleNamespace(**{**row._asdict(), **changed}))
     return int(row.id), info(row)
 
-
-_BY_KEY = select(customers).where(
-    customers.c.shop_id == bindparam("shop_id"), customers.c.external_id == bindparam("key")
-)
 
 #: A customers row with every column at its default (None where there is none).
 _NEW_ROW: dict[str, Any] = {

@@ -1,27 +1,33 @@
-"""Hot-path SQL run on the database driver's cursor, for SQLite and PostgreSQL alike.
+"""Hot-path SQL run on the database driver's connection, for SQLite and PostgreSQL alike.
 
 SQLAlchemy Core compiles (from its cache), binds and post-processes every statement in
-Python: about 100-150 µs a call plus a processor call per value. On the paths that run for
-every message — the dispatcher's claim and finish — that was most of the time. There the
-statements are written once as SQL text in qmark style (``?``), rewritten once for
-psycopg's ``%s``, and executed on the DBAPI cursor of the SQLAlchemy connection (so inside
-its transaction, with its SQLite write lock). Values are converted here exactly as the
-column types would: aware UTC datetimes (stored naive-UTC text on SQLite), JSON, booleans.
+Python: 50-150 µs a call plus a processor call per value. On the paths that run for every
+event and every message — ingest, and the dispatcher's claim and finish — that was most of
+the time. There statements are SQL text in qmark style (``?``), rewritten once for psycopg's
+``%s``, executed on the DBAPI connection under the SQLAlchemy one (so inside its transaction,
+holding its SQLite write lock). Values are converted here exactly as the column types of
+:mod:`orderbell.store.schema` would: aware UTC datetimes (naive UTC text on SQLite), JSON,
+money as SQLAlchemy binds it (a Decimal on PostgreSQL), booleans; Python-side column
+defaults are applied on insert.
 Everything else keeps using SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import JSON, Boolean, Connection, Numeric, Table
+
+from orderbell.store.schema import UtcDateTime
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
 def _format_style(sql: str) -> str:
     """qmark (``?``) → format (``%s``) for psycopg; literal ``%`` doubled."""
     return sql.replace("%", "%%").replace("?", "%s")
@@ -33,23 +39,22 @@ def marks(count: int) -> str:
 
 
 class Driver:
-    """One connection's dialect-specific conversions and a cursor to run raw SQL on."""
+    """One connection's raw statements and the conversions its dialect needs."""
 
-    __slots__ = ("_conn", "sqlite")
+    __slots__ = ("_raw", "sqlite")
+    _raw: Any
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
+        raw: Any = conn.connection.dbapi_connection
+        self._raw = raw
 
     def _sql(self, sql: str) -> str:
         return sql if self.sqlite else _format_style(sql)
 
-    def _cursor(self) -> Any:
-        return self._conn.connection.cursor()
-
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query; its rows as tuples."""
-        cur = self._cursor()
+        cur = self._raw.cursor()
         try:
             cur.execute(self._sql(sql), tuple(params))
             return list(cur.fetchall())
@@ -58,7 +63,7 @@ class Driver:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
-        cur = self._cursor()
+        cur = self._raw.cursor()
         try:
             cur.execute(self._sql(sql), tuple(params))
             return int(cur.rowcount)
@@ -70,7 +75,7 @@ class Driver:
         batch = [tuple(p) for p in params]
         if not batch:
             return
-        cur = self._cursor()
+        cur = self._raw.cursor()
         try:
             cur.executemany(self._sql(sql), batch)
         finally:
@@ -88,11 +93,71 @@ class Driver:
             return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         return value
 
-    def json(self, value: Any) -> Any:
+    def money(self, value: Any) -> Any:
+        """A Numeric value as SQLAlchemy binds it: a float on SQLite (no decimal type there,
+        so stored values stay identical), the Decimal itself on PostgreSQL (numeric)."""
+        if value is None or not self.sqlite:
+            return value
+        return float(value)
+
+    @staticmethod
+    def json(value: Any) -> Any:
         """A value for a JSON column."""
-        if value is None:
+        return None if value is None else json.dumps(value)
+
+    # ------------------------------------------------------- whole rows of a table
+
+    def insert(self, table: Table, values: Mapping[str, Any]) -> int:
+        """Insert one row (column defaults applied); returns its id."""
+        shape = _insert_shape(table, tuple(values))
+        params = [convert(self, values[k]) for k, convert in shape.given]
+        params.extend(convert(self, default()) for default, convert in shape.defaults)
+        cur = self._raw.cursor()
+        try:
+            cur.execute(self._sql(shape.sql), params)
+            new: tuple[Any, ...] = cur.fetchone()
+            return int(new[0])
+        finally:
+            cur.close()
+
+    def insert_many(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows that all give the same columns (column defaults applied)."""
+        if not rows:
+            return
+        shape = _insert_shape(table, tuple(rows[0]))
+        self.executemany(
+            shape.sql_many,
+            [
+                [
+                    *(convert(self, row[k]) for k, convert in shape.given),
+                    *(convert(self, default()) for default, convert in shape.defaults),
+                ]
+                for row in rows
+            ],
+        )
+
+    def update(self, table: Table, row_id: int, values: Mapping[str, Any]) -> None:
+        """Set columns of one row by id."""
+        keys = tuple(values)
+        converters = _converters(table)
+        sets = ", ".join(f"{k} = ?" for k in keys)
+        self.execute(
+            f"UPDATE {table.name} SET {sets} WHERE id = ?",  # noqa: S608 - names from the schema
+            [*(converters[k][0](self, values[k]) for k in keys), row_id],
+        )
+
+    def first(self, table: Table, where: Mapping[str, Any], *, lock: bool = False) -> Any | None:
+        """The first row matching equalities on columns, with every column, or None;
+        `lock` takes a row lock on PostgreSQL (SQLite's writer already holds the database)."""
+        shape = _select_shape(table, tuple(where))
+        sql = shape.sql + (" FOR UPDATE" if lock and not self.sqlite else "")
+        found = self.rows(sql, [where[k] for k in where])
+        if not found:
             return None
-        return json.dumps(value)
+        return shape.row(*(out(v) for out, v in zip(shape.outs, found[0], strict=True)))
+
+
+# ----------------------------------------------------------------- values out
 
 
 def time_out(value: Any) -> datetime | None:
@@ -129,3 +194,98 @@ def shared_json_out(value: Any) -> Any:
 def bool_out(value: Any) -> bool | None:
     """A Boolean column's value (SQLite stores 0/1)."""
     return None if value is None else bool(value)
+
+
+def money_out(value: Any) -> Decimal | None:
+    """A Numeric column's value as SQLAlchemy gives it (SQLite keeps a float: 6 places)."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(f"{value:.6f}")
+
+
+# ------------------------------------------------------ per-table conversions
+
+In = Callable[[Driver, Any], Any]
+Out = Callable[[Any], Any]
+
+
+def _plain(_db: Driver, value: Any) -> Any:
+    return value
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@lru_cache(maxsize=64)
+def _converters(table: Table) -> dict[str, tuple[In, Out]]:
+    """Per column: how a value goes in and comes out."""
+    out: dict[str, tuple[In, Out]] = {}
+    for column in table.columns:
+        kind = column.type
+        if isinstance(kind, UtcDateTime):
+            out[column.name] = (Driver.time, time_out)
+        elif isinstance(kind, JSON):
+            out[column.name] = (lambda _db, v: Driver.json(v), json_out)
+        elif isinstance(kind, Boolean):
+            out[column.name] = (_plain, bool_out)
+        elif isinstance(kind, Numeric) and kind.asdecimal:
+            out[column.name] = (Driver.money, money_out)
+        else:
+            out[column.name] = (_plain, _identity)
+    return out
+
+
+def _default_value(default: Any) -> Callable[[], Any] | None:
+    """A column's Python-side default as a function of nothing (None: not one we apply)."""
+    arg = getattr(default, "arg", None)
+    if getattr(default, "is_scalar", False):
+        return lambda: arg
+    if getattr(default, "is_callable", False) and callable(arg):
+        return lambda: arg(None)
+    return None
+
+
+class _InsertShape:
+    def __init__(self, table: Table, keys: tuple[str, ...]) -> None:
+        converters = _converters(table)
+        unknown = [k for k in keys if k not in converters]
+        if unknown:
+            raise KeyError(f"{table.name} has no column {unknown[0]!r}")
+        self.given = [(k, converters[k][0]) for k in keys]
+        self.defaults: list[tuple[Callable[[], Any], In]] = []
+        names = list(keys)
+        for column in table.columns:
+            default = column.default
+            if column.name in keys or default is None or column.primary_key:
+                continue
+            value = _default_value(default)
+            if value is None:  # pragma: no cover - no other kinds of default in the schema
+                continue
+            self.defaults.append((value, converters[column.name][0]))
+            names.append(column.name)
+        self.sql_many = (
+            f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 - schema names
+            f"VALUES ({marks(len(names))})"
+        )
+        self.sql = f"{self.sql_many} RETURNING id"
+
+
+@lru_cache(maxsize=256)
+def _insert_shape(table: Table, keys: tuple[str, ...]) -> _InsertShape:
+    return _InsertShape(table, keys)
+
+
+class _SelectShape:
+    def __init__(self, table: Table, keys: tuple[str, ...]) -> None:
+        converters = _converters(table)
+        names = [c.name for c in table.columns]
+        self.outs = [converters[n][1] for n in names]
+        self.row = namedtuple(f"{table.name}_row", names)  # type: ignore[misc]
+        where = " AND ".join(f"{k} = ?" for k in keys)
+        self.sql = f"SELECT {', '.join(names)} FROM {table.name} WHERE {where} LIMIT 1"  # noqa: S608
+
+
+@lru_cache(maxsize=256)
+def _select_shape(table: Table, keys: tuple[str, ...]) -> _SelectShape:
+    return _SelectShape(table, keys)

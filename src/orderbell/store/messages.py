@@ -11,7 +11,6 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from orderbell.domain.model import PENDING_STATUSES
 from orderbell.errors import NotFound
-from orderbell.store.db import new_id
 from orderbell.store.driver import Driver
 from orderbell.store.schema import (
     UtcDateTime,
@@ -81,10 +80,9 @@ _LOG = "INSERT INTO message_log (message_id, at, status, reason, detail) VALUES 
 
 def insert(conn: Connection, values: dict[str, Any]) -> int:
     """Insert one planned message; returns its id."""
-    values = {**values, "reason": clip(values.get("reason"), REASON_SIZE)}
-    # Values go as parameters, not into the statement: .values(**values) on this wide table
-    # rebuilds and re-keys the statement on every call (about 5x the cost of the insert).
-    return new_id(conn.execute(messages.insert(), values))
+    return Driver(conn).insert(
+        messages, {**values, "reason": clip(values.get("reason"), REASON_SIZE)}
+    )
 
 
 def next_due(conn: Connection) -> datetime | None:

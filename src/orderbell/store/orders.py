@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from orderbell.api.schemas import OrderIn
 from orderbell.domain.model import OrderSnapshot
 from orderbell.errors import NotFound
-from orderbell.store.db import new_id
+from orderbell.store.driver import Driver
 from orderbell.store.schema import order_status_history, orders
 
 SNAPSHOT_FIELDS = (
@@ -59,21 +59,20 @@ def apply_event(
     values = {f: getattr(data, f) for f in SNAPSHOT_FIELDS if getattr(data, f) is not None}
     if status:
         values["status"] = status
-    row = conn.execute(_BY_CODE, {"shop_id": shop_id, "code": data.code}).first()
+    db = Driver(conn)
+    row = db.first(orders, {"shop_id": shop_id, "code": data.code})
     if row is None:
-        order_id = new_id(
-            conn.execute(
-                orders.insert(),  # values as parameters: the statement stays cached
-                {
-                    "shop_id": shop_id,
-                    "code": data.code,
-                    "customer_id": customer_id,
-                    "state_at": occurred_at,
-                    "created_at": now,
-                    "updated_at": now,
-                    **values,
-                },
-            )
+        order_id = db.insert(
+            orders,
+            {
+                "shop_id": shop_id,
+                "code": data.code,
+                "customer_id": customer_id,
+                "state_at": occurred_at,
+                "created_at": now,
+                "updated_at": now,
+                **values,
+            },
         )
         _history(conn, shop_id, order_id, values.get("status"), occurred_at)
         return Applied(
@@ -95,11 +94,7 @@ def apply_event(
     changes: dict[str, Any] = {k: v for k, v in values.items() if getattr(row, k) != v}
     if customer_id is not None and row.customer_id != customer_id:
         changes["customer_id"] = customer_id
-    conn.execute(
-        update(orders)
-        .where(orders.c.id == row.id)
-        .values(state_at=occurred_at, updated_at=now, **changes)
-    )
+    db.update(orders, row.id, {"state_at": occurred_at, "updated_at": now, **changes})
     if "status" in changes:
         _history(conn, shop_id, row.id, changes["status"], occurred_at)
     merged = {**row._asdict(), **changes}
@@ -112,17 +107,12 @@ def apply_event(
     )
 
 
-_BY_CODE = select(orders).where(
-    orders.c.shop_id == bindparam("shop_id"), orders.c.code == bindparam("code")
-)
-
-
 def _history(
     conn: Connection, shop_id: int, order_id: int, status: str | None, at: datetime
 ) -> None:
     if status:
-        conn.execute(
-            order_status_history.insert(),
+        Driver(conn).insert(
+            order_status_history,
             {"shop_id": shop_id, "order_id": order_id, "status": status, "occurred_at": at},
         )
 
