@@ -37,6 +37,7 @@ import aiohttp
 import structlog
 
 from orderbell.channels.base import Callback, CallbackRejected, Outcome, OutgoingMessage, SendResult
+from orderbell.channels.fields import Setting
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 
@@ -182,6 +183,19 @@ def setting_number(
     if not low <= number <= high:
         raise InvalidInput(f"{key} must be between {low:g} and {high:g}", field=f"settings.{key}")
     return number
+
+
+#: how the admin form asks for the settings of :func:`common_settings` (concurrency is the
+#: account's own field, so it is not asked twice)
+COMMON_FIELDS: tuple[Setting, ...] = (
+    Setting(
+        name="base_url",
+        label="API address",
+        hint="Leave it as it is unless the provider gave you another address.",
+    ),
+    Setting(name="timeout_seconds", label="Timeout (seconds)", type="number"),
+    Setting(name="connect_timeout_seconds", label="Connect timeout (seconds)", type="number"),
+)
 
 
 def common_settings(settings: Mapping[str, Any], base_url: str) -> dict[str, Any]:
