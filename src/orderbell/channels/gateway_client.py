@@ -185,16 +185,15 @@ def setting_number(
     return number
 
 
-#: how the admin form asks for the settings of :func:`common_settings` (concurrency is the
-#: account's own field, so it is not asked twice)
-COMMON_FIELDS: tuple[Setting, ...] = (
-    Setting(
-        name="base_url",
-        label="API address",
-        hint="Leave it as it is unless the provider gave you another address.",
-    ),
-    Setting(name="timeout_seconds", label="Timeout (seconds)", type="number"),
-    Setting(name="connect_timeout_seconds", label="Connect timeout (seconds)", type="number"),
+def _seconds(name: str, label: str, default: float) -> Setting:
+    return Setting(name=name, label=f"{label} (seconds)", type="number", hint=f"Empty: {default:g}")
+
+
+#: how the admin form asks for :func:`common_settings` (concurrency is the account's own field)
+COMMON_FIELDS = (
+    Setting(name="base_url", label="API address", hint="Empty: the provider's usual address."),
+    _seconds("timeout_seconds", "Timeout", DEFAULT_TIMEOUT_SECONDS),
+    _seconds("connect_timeout_seconds", "Connect timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS),
 )
 
 
