@@ -30,7 +30,12 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 CHROMIUM = Path("/usr/bin/chromium")
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 BIN = Path(sys.executable).parent / "orderbell"
-BROWSER_MODULES = {"test_admin.py", "test_admin_users.py"}
+BROWSER_MODULES = {
+    "test_admin.py",
+    "test_admin_audit.py",
+    "test_admin_providers.py",
+    "test_admin_users.py",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:

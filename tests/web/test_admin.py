@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import UTC, datetime
@@ -12,14 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.web.support import Server, log_in, shot
+from tests.web.support import Server, log_in, playwright_expect, shot
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # pragma: no cover - the dev extras install it
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    pytest.skip("playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
+expect = playwright_expect()
 
 FRIDAY = "2026-11-20"  # a Friday, not a public holiday in Türkiye
 

@@ -3,20 +3,13 @@ password, the owner removes them — at phone width, through the forms."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-from tests.web.support import OWNER, Server, log_in, shot
+from tests.web.support import OWNER, Server, log_in, playwright_expect, shot
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # pragma: no cover - the dev extras install it
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    pytest.skip("playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
+expect = playwright_expect()
 
 CLERK = "clerk@stockmount.test"
 
