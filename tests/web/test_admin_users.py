@@ -15,11 +15,9 @@ CLERK = "clerk@stockmount.test"
 
 
 def test_owner_adds_a_clerk_who_changes_their_password_and_is_removed(
-    browser: Any, server: Server, tmp_path: Path
+    browser: Any, phone: Any, server: Server, tmp_path: Path
 ) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
+    page = phone
     log_in(page, server)
     page.goto(f"{server.admin}/settings/")
     page.get_by_role("link", name="Users and your password").click()
@@ -73,4 +71,3 @@ def test_owner_adds_a_clerk_who_changes_their_password_and_is_removed(
     clerk.goto(f"{server.admin}/")
     expect(clerk).to_have_url(re.compile(r"/admin/login"))
     clerk_context.close()
-    context.close()
