@@ -6,6 +6,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ from tests.conftest import make_shop
 from tests.web.http_support import OWNER, create_user, field_error, log_in
 
 from orderbell.compose import Services
-from orderbell.store.schema import shop_providers
+from orderbell.store import providers as provider_store
+from orderbell.store.schema import messages, shop_providers
 
 TOKEN = "smsapi-token-Secret-0123"  # what SMSAPI's panel would give: write-only
 PAGE = "/admin/settings/providers/"
@@ -232,6 +234,27 @@ def test_reorder_moves_an_account_in_its_channels_failover_order(
     page = client.get(PAGE).text
     assert 'aria-label="Move third up' not in page and 'aria-label="Move first down' not in page
     assert 'aria-label="Move second up' in page and 'aria-label="Move second down' in page
+
+
+def test_health_shows_cooling_down_and_the_last_days_outcomes(
+    client: TestClient, services: Services, shop: dict[str, Any], csrf: str
+) -> None:
+    add(client, smsapi(csrf))
+    row = stored(services, "smsapi-main")
+    assert re.search(r"<dt>Health</dt><dd>\s*ok", client.get(PAGE).text)
+    now = services.clock.now()
+    with services.engine.begin() as conn:
+        provider_store.set_cooling(conn, row.id, now + timedelta(minutes=5))
+        for status in ("sent", "delivered", "failed", "sent"):
+            conn.execute(
+                messages.insert().values(
+                    shop_id=shop["id"], channel="sms", category="transactional", status=status,
+                    due_at=now, context={}, created_at=now, updated_at=now, provider_id=row.id,
+                )
+            )  # fmt: skip
+    page = client.get(PAGE).text
+    assert "cooling down after errors until Fri 2026-11-20 12:05" in page  # Istanbul time
+    assert "last 24 h: 1 delivered, 1 failed, 2 sent" in page
 
 
 def test_remove_an_account(client: TestClient, services: Services, csrf: str) -> None:

@@ -76,7 +76,7 @@ def providers_page(request: Request, svc: Svc, me: Me) -> Response:
     for account in accounts:
         kind = kinds.get(account["kind"])
         account["title"] = kind.title if kind else account["kind"]
-        account["secret_fields"] = sorted(kind.secret_fields) if kind else []
+        account["secret_fields"] = sorted(kind.secret_fields) if kind else account["secrets_set"]
         account["outcomes"] = outcomes.get(account["id"], {})
         cooling = account["cooling_until"]
         account["cooling"] = cooling if cooling and datetime.fromisoformat(cooling) > now else None
