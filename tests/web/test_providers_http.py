@@ -234,6 +234,21 @@ def test_reorder_moves_an_account_in_its_channels_failover_order(
     page = client.get(PAGE).text
     assert 'aria-label="Move third up' not in page and 'aria-label="Move first down' not in page
     assert 'aria-label="Move second up' in page and 'aria-label="Move second down' in page
+    # equal positions (the API allows them) still move one place per click
+    with services.engine.begin() as conn:
+        conn.execute(shop_providers.update().values(position=5))
+    assert account_names(client) == ["first", "second", "third"]  # ties: oldest first
+    client.post(f"{PAGE}{third}/move", data={"csrf_token": csrf, "direction": "up"})
+    assert account_names(client) == ["first", "third", "second"]
+    # an e-mail account has its own order: moving it leaves the SMS accounts alone
+    mail = {"csrf_token": csrf, "kind": "smtp", "name": "mail", "active": "1",
+            "settings.host": "smtp.example.com", "settings.from_address": "shop@example.com"}  # fmt: skip
+    assert add(client, mail).status_code == 303
+    assert stored(services, "mail").position == 0
+    client.post(
+        f"{PAGE}{stored(services, 'mail').id}/move", data={"csrf_token": csrf, "direction": "up"}
+    )
+    assert account_names(client) == ["mail", "first", "third", "second"]  # e-mail listed first
 
 
 def test_health_shows_cooling_down_and_the_last_days_outcomes(
