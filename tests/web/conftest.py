@@ -30,7 +30,12 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 CHROMIUM = Path("/usr/bin/chromium")
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 BIN = Path(sys.executable).parent / "orderbell"
-BROWSER_MODULES = {"test_admin.py", "test_admin_users.py"}
+BROWSER_MODULES = {
+    "test_admin.py",
+    "test_admin_audit.py",
+    "test_admin_providers.py",
+    "test_admin_users.py",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -216,6 +221,16 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, server: Server) -> Iterator[Any]:
     """A fresh browser context (no cookies) with one page."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def phone(browser: Any, server: Server) -> Iterator[Any]:
+    """A fresh page in a phone-sized browser context (390 x 844, touch)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     context.set_default_timeout(10_000)
     tab = context.new_page()
     yield tab

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 OWNER = "owner@stockmount.test"
 PASSWORD = "correct horse battery"
@@ -38,3 +41,15 @@ def shot(page: Any, folder: Path, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 1000
     return path
+
+
+def playwright_expect() -> Any:
+    """Playwright's `expect`; without Playwright the calling test module is skipped (under
+    CI=true it fails)."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError:  # pragma: no cover - the dev extras install it
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip("playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
+    return expect

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import UTC, datetime
@@ -12,14 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.web.support import Server, log_in, shot
+from tests.web.support import Server, log_in, playwright_expect, shot
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # pragma: no cover - the dev extras install it
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    pytest.skip("playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
+expect = playwright_expect()
 
 FRIDAY = "2026-11-20"  # a Friday, not a public holiday in Türkiye
 
@@ -369,41 +363,3 @@ def test_a_form_without_its_csrf_token_is_refused(
     expect(page.locator("#new-key-value")).to_have_value(re.compile(r"^ob_"))
     page.goto(f"{server.admin}/settings/")
     expect(page.locator("#new-key-value")).to_have_count(0)
-
-
-PAGES = [
-    "/",
-    "/rules/",
-    "/rules/new",
-    "/templates/new?channel=email",
-    "/customers/",
-    "/messages/",
-    "/settings/",
-    "/settings/users/",
-]
-
-
-def test_pages_fit_a_phone_and_every_input_has_a_label(
-    browser: Any, server: Server, tmp_path: Path
-) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    log_in(page, server)
-    for path in PAGES:
-        page.goto(f"{server.admin}{path}")
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 1, f"{path} is {overflow}px wider than the phone"
-        unlabelled = page.evaluate(
-            """[...document.querySelectorAll('input, select, textarea')]
-                 .filter(el => el.type !== 'hidden' && !el.closest('template'))
-                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
-                 .map(el => el.name || el.id)"""
-        )
-        assert unlabelled == [], f"{path}: inputs without a label: {unlabelled}"
-    shot(page, tmp_path, "phone-settings")
-    page.goto(f"{server.admin}/rules/new")
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
-    shot(page, tmp_path, "phone-rule-editor")
-    context.close()

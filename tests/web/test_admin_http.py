@@ -10,31 +10,15 @@ from typing import Any
 from fastapi.testclient import TestClient
 from tests.conftest import Outbox, make_shop
 from tests.support import drain, template
+from tests.web.http_support import PASSWORD, create_user, log_in
 
 from orderbell.compose import Services
-from orderbell.web import accounts
-
-PASSWORD = "a long enough password"
 
 
 def owner(client: TestClient, services: Services, shop: dict[str, Any], email: str) -> str:
     """Create a login for the shop, log the client in, return the session's CSRF token."""
-    with services.engine.begin() as conn:
-        accounts.create_user(conn, shop["id"], email, PASSWORD, services.clock.now())
-    client.cookies.clear()
-    form = client.get("/admin/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token
-    r = client.post(
-        "/admin/login",
-        data={"csrf_token": token.group(1), "email": email, "password": PASSWORD},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    page = client.get("/admin/")
-    csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
-    assert csrf
-    return csrf.group(1)
+    create_user(services, shop, email)
+    return log_in(client, email)
 
 
 def customer(client: TestClient, shop: dict[str, Any], ext: str, phone: str, **consent: Any) -> int:

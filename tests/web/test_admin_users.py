@@ -3,30 +3,21 @@ password, the owner removes them — at phone width, through the forms."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-from tests.web.support import OWNER, Server, log_in, shot
+from tests.web.support import OWNER, Server, log_in, playwright_expect, shot
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # pragma: no cover - the dev extras install it
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    pytest.skip("playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
+expect = playwright_expect()
 
 CLERK = "clerk@stockmount.test"
 
 
 def test_owner_adds_a_clerk_who_changes_their_password_and_is_removed(
-    browser: Any, server: Server, tmp_path: Path
+    browser: Any, phone: Any, server: Server, tmp_path: Path
 ) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
+    page = phone
     log_in(page, server)
     page.goto(f"{server.admin}/settings/")
     page.get_by_role("link", name="Users and your password").click()
@@ -80,4 +71,3 @@ def test_owner_adds_a_clerk_who_changes_their_password_and_is_removed(
     clerk.goto(f"{server.admin}/")
     expect(clerk).to_have_url(re.compile(r"/admin/login"))
     clerk_context.close()
-    context.close()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.web.http_support import submit_login
 
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
@@ -53,14 +54,7 @@ def owner(services: Services, shop: dict[str, Any]) -> str:
 def log_in(client: TestClient, email: str, password: str) -> httpx.Response:
     """Submit the login form as a browser does (fresh form, its CSRF cookie and token)."""
     client.cookies.clear()
-    form = client.get("/admin/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token
-    return client.post(
-        "/admin/login",
-        data={"csrf_token": token.group(1), "email": email, "password": password},
-        follow_redirects=False,
-    )
+    return submit_login(client, email, password)
 
 
 def fail(client: TestClient, email: str, times: int) -> None:

@@ -7,66 +7,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.conftest import make_shop
+from tests.web.http_support import OWNER, PASSWORD, can_log_in, create_user, field_error, log_in
 
 from orderbell.compose import Services
 from orderbell.errors import InvalidInput
 from orderbell.store.schema import admin_users
 from orderbell.web import accounts
-
-PASSWORD = "a long enough password"
-OWNER = "owner@shop.test"
-
-
-def create_user(services: Services, shop: dict[str, Any], email: str) -> int:
-    with services.engine.begin() as conn:
-        return accounts.create_user(conn, shop["id"], email, PASSWORD, services.clock.now())
-
-
-def log_in(client: TestClient, email: str, password: str = PASSWORD) -> str:
-    """Log the client in; returns the session's CSRF token."""
-    client.cookies.clear()
-    form = client.get("/admin/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token
-    r = client.post(
-        "/admin/login",
-        data={"csrf_token": token.group(1), "email": email, "password": password},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', client.get("/admin/").text)
-    assert csrf
-    return csrf.group(1)
-
-
-def can_log_in(client: TestClient, email: str, password: str) -> bool:
-    other = TestClient(client.app)
-    form = other.get("/admin/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token
-    r = other.post(
-        "/admin/login",
-        data={"csrf_token": token.group(1), "email": email, "password": password},
-        follow_redirects=False,
-    )
-    return r.status_code == 303
-
-
-def field_error(r: httpx.Response, name: str) -> str:
-    """The error shown right below an input (tied to it by aria-describedby)."""
-    field = re.search(
-        rf'<input[^>]*id="f-{name}"[^>]*aria-describedby="[^"]*err-{name}[^"]*"'
-        rf'[^>]*aria-invalid="true".*?<p class="field-error" id="err-{name}">([^<]+)</p>',
-        r.text,
-        re.S,
-    )
-    assert field, f"no error next to {name}: {r.text[:3000]}"
-    return field.group(1)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ import aiohttp
 import structlog
 
 from orderbell.channels.base import Callback, CallbackRejected, Outcome, OutgoingMessage, SendResult
+from orderbell.channels.fields import Setting
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 
@@ -182,6 +183,18 @@ def setting_number(
     if not low <= number <= high:
         raise InvalidInput(f"{key} must be between {low:g} and {high:g}", field=f"settings.{key}")
     return number
+
+
+def _seconds(name: str, label: str, default: float) -> Setting:
+    return Setting(name=name, label=f"{label} (seconds)", type="number", hint=f"Empty: {default:g}")
+
+
+#: how the admin form asks for :func:`common_settings` (concurrency is the account's own field)
+COMMON_FIELDS = (
+    Setting(name="base_url", label="API address", hint="Empty: the provider's usual address."),
+    _seconds("timeout_seconds", "Timeout", DEFAULT_TIMEOUT_SECONDS),
+    _seconds("connect_timeout_seconds", "Connect timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS),
+)
 
 
 def common_settings(settings: Mapping[str, Any], base_url: str) -> dict[str, Any]:

@@ -50,12 +50,44 @@ from orderbell.channels.base import (
     Receipt,
     SendResult,
 )
+from orderbell.channels.fields import Setting
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 
 KIND = "http"
 CHANNEL = Channel.SMS
 SECRET_FIELDS = frozenset({"auth_value", "callback_secret"})
+TITLE = "HTTP JSON gateway"
+_JSON = "JSON; empty: the default."
+FIELDS = (
+    Setting(name="url", label="Send URL", required=True, hint="https://… that takes one SMS."),
+    Setting(name="method", label="Method", type="choice", choices=("POST", "PUT")),
+    Setting(name="auth_header", label="Auth header", hint="e.g. Authorization"),
+    Setting(name="auth_value", label="Auth header value", hint="e.g. Bearer and your key."),
+    Setting(
+        name="fields",
+        label="Request fields",
+        type="json",
+        hint="Ours → their JSON key (to, from, text, reference, callback_url). " + _JSON,
+    ),
+    Setting(name="static", label="Constant fields", type="json", hint=_JSON),
+    Setting(name="success_status", label="Success statuses", type="json", hint="e.g. [200, 202]"),
+    Setting(name="id_path", label="Message id in the answer", hint="e.g. id or data.0.id"),
+    Setting(name="error_path", label="Error in the answer", hint="A field that means rejected."),
+    Setting(name="timeout_seconds", label="Timeout (seconds)", type="number"),
+    Setting(
+        name="callback_auth",
+        label="Callback check",
+        type="choice",
+        choices=("token", "hmac"),
+        hint="token: the secret callback URL is enough; hmac: also a signature header.",
+    ),
+    Setting(name="signature_header", label="Signature header"),
+    Setting(name="callback_secret", label="Signature key", hint="For hmac: 8 characters or more."),
+    Setting(name="receipt_fields", label="Receipt fields", type="json", hint=_JSON),
+    Setting(name="inbound_fields", label="Inbound SMS fields", type="json", hint=_JSON),
+    Setting(name="status_map", label="Status names", type="json", hint="Theirs → ours. " + _JSON),
+)
 DEFAULT_CONCURRENCY = 50
 
 DEFAULT_STATUS_MAP: Mapping[str, DeliveryState] = {

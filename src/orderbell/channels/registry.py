@@ -2,8 +2,9 @@
 
 A kind's module follows the conventions of :class:`orderbell.channels.base.Gateway`:
 ``KIND``, ``CHANNEL`` (or ``CHANNELS`` for a module that serves both), ``SECRET_FIELDS``,
-``validate(settings)`` and ``build(settings, *, name, callback_url)``. Nothing is discovered
-by file name: a kind exists when it is listed here and its module loads.
+``validate(settings)`` and ``build(settings, *, name, callback_url)``, and optionally
+``TITLE`` and ``FIELDS`` (:mod:`orderbell.channels.fields`: how a form asks for the settings).
+Nothing is discovered by file name: a kind exists when it is listed here and its module loads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from orderbell.channels.base import Provider
+from orderbell.channels.fields import Setting
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 
@@ -37,6 +39,8 @@ class Kind:
     secret_fields: frozenset[str]
     validate: Callable[[Mapping[str, Any]], dict[str, Any]]
     build: Callable[..., Provider]
+    title: str = ""  #: what people call the provider ("SMSAPI.pl"); the kind's name if unset
+    fields: tuple[Setting, ...] = ()  #: how a form asks for the settings; () = not declared
 
 
 def load(kind: str) -> Kind:
@@ -64,4 +68,17 @@ def load(kind: str) -> Kind:
         secret_fields=frozenset(getattr(module, "SECRET_FIELDS", frozenset())),
         validate=cast(Callable[[Mapping[str, Any]], dict[str, Any]], validate),
         build=cast(Callable[..., Provider], build),
+        title=str(getattr(module, "TITLE", "") or kind),
+        fields=tuple(getattr(module, "FIELDS", ())),
     )
+
+
+def configurable() -> list[Kind]:
+    """The kinds a shop can have an account of: listed, loadable and configurable per shop."""
+    kinds = []
+    for name in MODULES:
+        try:
+            kinds.append(load(name))
+        except InvalidInput:
+            continue  # e.g. console (no per-shop settings) or a module not installed
+    return kinds

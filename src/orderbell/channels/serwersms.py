@@ -42,7 +42,9 @@ from orderbell.channels.base import (
     Receipt,
     SendResult,
 )
+from orderbell.channels.fields import Setting
 from orderbell.channels.gateway_client import (
+    COMMON_FIELDS,
     HttpGateway,
     Reply,
     Request,
@@ -60,6 +62,21 @@ from orderbell.domain.segments import GSM7, analyse
 KIND = "serwersms"
 CHANNEL = Channel.SMS
 SECRET_FIELDS = frozenset({"api_token"})
+TITLE = "SerwerSMS.pl"
+FIELDS = (
+    Setting(
+        name="api_token",
+        label="API token",
+        required=True,
+        hint="An API token from the SerwerSMS panel.",
+    ),
+    Setting(
+        name="sender",
+        label="Sender name",
+        hint="Registered at SerwerSMS; empty: the shop's SMS sender name (none: ECO+).",
+    ),
+    *COMMON_FIELDS,
+)
 BASE_URL = "https://api2.serwersms.pl"
 CALLBACK_RESPONSE = b"OK"
 _WARSAW = ZoneInfo("Europe/Warsaw")

@@ -42,7 +42,9 @@ from orderbell.channels.base import (
     Receipt,
     SendResult,
 )
+from orderbell.channels.fields import Setting
 from orderbell.channels.gateway_client import (
+    COMMON_FIELDS,
     HttpGateway,
     Reply,
     Request,
@@ -59,6 +61,22 @@ from orderbell.domain.model import Channel
 KIND = "smsapi"
 CHANNEL = Channel.SMS
 SECRET_FIELDS = frozenset({"access_token"})
+TITLE = "SMSAPI.pl"
+FIELDS = (
+    Setting(
+        name="access_token",
+        label="Access token",
+        required=True,
+        hint="An OAuth token from the SMSAPI panel (API tokens).",
+    ),
+    Setting(
+        name="sender",
+        label="Sender name",
+        hint="Registered at SMSAPI, up to 11 characters; empty: the shop's SMS sender name.",
+    ),
+    Setting(name="username", label="SMSAPI login", hint="When set, callbacks must name it."),
+    *COMMON_FIELDS,
+)
 BASE_URL = "https://api.smsapi.pl"
 CALLBACK_RESPONSE = b"OK"
 

@@ -34,6 +34,7 @@ from orderbell.channels.base import (
     Receipt,
     SendResult,
 )
+from orderbell.channels.fields import Setting
 from orderbell.channels.masking import mask_email
 from orderbell.channels.mime import UnsafeMessage
 from orderbell.domain.addresses import parse_email
@@ -41,13 +42,25 @@ from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 
 __all__ = [
-    "CHANNEL", "KIND", "SECRET_FIELDS", "SmtpProvider", "SmtpSettings", "UnsafeMessage",
-    "build", "build_email", "check_display_name", "validate",
+    "CHANNEL", "FIELDS", "KIND", "SECRET_FIELDS", "TITLE", "SmtpProvider", "SmtpSettings",
+    "UnsafeMessage", "build", "build_email", "check_display_name", "validate",
 ]  # fmt: skip
 
 KIND = "smtp"
 CHANNEL = Channel.EMAIL
 SECRET_FIELDS = frozenset({"password"})
+TITLE = "SMTP relay"
+FIELDS = (
+    Setting(name="host", label="SMTP host", required=True, hint="e.g. smtp.example.com"),
+    Setting(name="security", label="Security", type="choice", choices=("starttls", "tls", "none")),
+    Setting(name="port", label="Port", type="number", hint="Empty: 587, 465 or 25 by security."),
+    Setting(name="username", label="Username"),
+    Setting(name="password", label="Password"),
+    Setting(name="from_address", label="From address", required=True),
+    Setting(name="from_name", label="From name", hint="e.g. your shop's name."),
+    Setting(name="timeout", label="Timeout (seconds)", type="number"),
+    Setting(name="max_messages_per_connection", label="Messages per connection", type="number"),
+)
 
 log = structlog.get_logger("orderbell.smtp")
 

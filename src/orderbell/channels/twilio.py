@@ -38,7 +38,9 @@ from orderbell.channels.base import (
     Receipt,
     SendResult,
 )
+from orderbell.channels.fields import Setting
 from orderbell.channels.gateway_client import (
+    COMMON_FIELDS,
     HttpGateway,
     Reply,
     Request,
@@ -54,6 +56,20 @@ from orderbell.errors import InvalidInput
 KIND = "twilio"
 CHANNEL = Channel.SMS
 SECRET_FIELDS = frozenset({"auth_token", "api_key_secret"})
+TITLE = "Twilio"
+FIELDS = (
+    Setting(name="account_sid", label="Account SID", required=True, hint="AC and 32 hex digits."),
+    Setting(name="auth_token", label="Auth token", required=True),
+    Setting(
+        name="from_number",
+        label="From number",
+        hint="+E.164 number, short code or sender name; or give a messaging service.",
+    ),
+    Setting(name="messaging_service_sid", label="Messaging service SID", hint="MG…"),
+    Setting(name="api_key_sid", label="API key SID", hint="Optional: SK…, with its secret."),
+    Setting(name="api_key_secret", label="API key secret"),
+    *COMMON_FIELDS,
+)
 BASE_URL = "https://api.twilio.com"
 CALLBACK_RESPONSE = b""
 MESSAGE_ID_PARAM = "ob_mid"

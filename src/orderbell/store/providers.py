@@ -21,7 +21,7 @@ from orderbell.channels import registry
 from orderbell.domain.model import Channel
 from orderbell.errors import Conflict, InvalidInput, NotFound
 from orderbell.store.db import new_id
-from orderbell.store.schema import shop_providers
+from orderbell.store.schema import messages, shop_providers
 
 DEFAULT_CONCURRENCY = 50  #: requests in flight per worker when the account sets none
 
@@ -173,6 +173,48 @@ def patch(
         values["cooling_until"] = None  # switching an account back on gives it a fresh start
     conn.execute(update(shop_providers).where(shop_providers.c.id == provider_id).values(**values))
     return get(conn, shop_id, provider_id, public_url)
+
+
+def move(conn: Connection, shop_id: int, provider_id: int, step: int, now: datetime) -> None:
+    """Move an account `step` places in its channel's failover order (-1: one earlier).
+
+    The channel's positions become 0, 1, 2 … in the new order, so equal or sparse positions
+    (possible through the API) still move one place at a time."""
+    row = _row(conn, shop_id, provider_id)
+    rows = conn.execute(
+        select(shop_providers.c.id, shop_providers.c.position)
+        .where(shop_providers.c.shop_id == shop_id, shop_providers.c.channel == row.channel)
+        .order_by(shop_providers.c.position, shop_providers.c.id)
+    ).all()
+    order = [r.id for r in rows]
+    here = order.index(provider_id)
+    there = min(max(here + step, 0), len(order) - 1)
+    order.insert(there, order.pop(here))
+    was = {r.id: r.position for r in rows}
+    for position, account_id in enumerate(order):
+        if was[account_id] != position:
+            conn.execute(
+                update(shop_providers)
+                .where(shop_providers.c.id == account_id)
+                .values(position=position, updated_at=now)
+            )
+
+
+def recent_outcomes(conn: Connection, shop_id: int, since: datetime) -> dict[int, dict[str, int]]:
+    """Messages per account and status since `since` (the admin's health column)."""
+    rows = conn.execute(
+        select(messages.c.provider_id, messages.c.status, func.count())
+        .where(
+            messages.c.shop_id == shop_id,
+            messages.c.provider_id.is_not(None),
+            messages.c.updated_at >= since,
+        )
+        .group_by(messages.c.provider_id, messages.c.status)
+    )
+    out: dict[int, dict[str, int]] = {}
+    for provider_id, status, count in rows:
+        out.setdefault(int(provider_id), {})[str(status)] = int(count)
+    return out
 
 
 def remove(conn: Connection, shop_id: int, provider_id: int) -> None:

@@ -24,6 +24,7 @@ from orderbell.web.pages import (
     dashboard,
     login,
     messages,
+    providers,
     rules,
     settings,
     simulator,
@@ -132,6 +133,7 @@ def create_admin(services: Services, throttle: LoginThrottle | None = None) -> F
         customers,
         messages,
         settings,
+        providers,
         users,
     ):
         admin.include_router(module.router)

@@ -1,6 +1,7 @@
-"""Settings: shop details, timezone, holidays and closed dates, quiet hours, providers, API keys.
+"""Settings: shop details, timezone, holidays and closed dates, quiet hours, API keys.
 
-Users and your own password are on their own page (`pages/users.py`).
+Providers (`pages/providers.py`) and users with your own password (`pages/users.py`) have
+their own pages.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from orderbell.domain import calendar
 from orderbell.domain.addresses import check_sender_name, parse_email
 from orderbell.domain.calendar import local, public_holiday
 from orderbell.errors import OrderbellError
-from orderbell.settings import Settings
 from orderbell.store import shops as shop_store
 from orderbell.web.core import Me, Posted, Svc, redirect, render
 from orderbell.web.forms import Errors, Form
@@ -43,24 +43,6 @@ def _holidays(country: str, start: date, days: int = 365) -> list[tuple[date, st
         if name:
             out.append((day, name))
     return out
-
-
-def _providers(settings: Settings) -> list[dict[str, str]]:
-    """What sends, with secrets never shown (they are set in the environment)."""
-    email = (
-        f"SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_security}), "
-        f"from {settings.smtp_from}"
-        if settings.email_provider == "smtp"
-        else "console (writes to the outbox file; nothing leaves the machine)"
-    )
-    return [
-        {"channel": "SMS", "provider": f"{settings.sms_provider} (writes to the outbox file)"},
-        {
-            "channel": "E-mail",
-            "provider": email,
-            "secret": "password set" if settings.smtp_password else "",
-        },
-    ]
 
 
 def _page(
@@ -89,7 +71,6 @@ def _page(
         keys=keys,
         new_key=new_key,
         holidays=_holidays(row.country, today),
-        providers=_providers(svc.settings),
     )
 
 
