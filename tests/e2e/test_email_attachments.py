@@ -259,3 +259,38 @@ def test_more_than_five_event_attachments_are_refused(
     r = client.post("/v1/events", headers=mail_shop["auth"], json=body)
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "attachments"
+
+
+def test_a_shops_own_smtp_account_sends_its_email(
+    client: TestClient, services: Services, mail_shop: dict[str, Any]
+) -> None:
+    """The router builds a shop's SMTP account with its pacing fields added; the mail must
+    still leave through that account's server, not the default provider."""
+    own = start_server()
+    try:
+        r = client.post(
+            "/v1/providers",
+            headers=mail_shop["auth"],
+            json={
+                "name": "shop-mail",
+                "kind": "smtp",
+                "rate_per_second": "5",
+                "settings": {
+                    "host": "127.0.0.1",
+                    "port": own.port,
+                    "security": "none",
+                    "from_address": "orders@mailshop.example",
+                },
+            },
+        )
+        assert r.status_code == 201, r.text
+        event(client, mail_shop, "order.created", AT, "M-1", customer=CUSTOMER)
+        drain(services)
+        [sent] = messages(client, mail_shop)
+        assert sent["status"] == "sent", sent
+        assert sent["provider"] == "shop-mail"
+        [received] = own.handler.received
+        assert received.rcpt_tos == ["jan@customer.example"]
+        assert received.parsed()["Subject"] == "Order M-1"
+    finally:
+        own.controller.stop()

@@ -426,6 +426,12 @@ def validate(settings: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: What the router adds to every account's settings when it builds the gateway. One SMTP
+#: connection sends serially and the router's pacer keeps the rate, so both are not ours.
+ROUTER_KEYS = frozenset({"concurrency", "rate_per_second"})
+
+
 def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -> SmtpProvider:
     """The provider for validated settings (``callback_url`` is unused: no callbacks)."""
-    return SmtpProvider(SmtpSettings(**validate(settings)), name=name)
+    own = {k: v for k, v in settings.items() if k not in ROUTER_KEYS}
+    return SmtpProvider(SmtpSettings(**validate(own)), name=name)
