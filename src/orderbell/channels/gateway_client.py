@@ -30,6 +30,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -363,6 +364,17 @@ def callback_params(callback: Callback) -> dict[str, str]:
         with contextlib.suppress(UnicodeDecodeError):
             params.update(parse_qsl(callback.body.decode("utf-8"), keep_blank_values=True))
     return params
+
+
+def unix_time(value: str) -> datetime | None:
+    """A provider's unix timestamp (seconds) as an aware UTC time, or None when it is not one."""
+    value = value.strip()
+    if not value.isdigit():
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def check_callback_path(callback: Callback, callback_url: str | None) -> None:

@@ -53,6 +53,7 @@ from orderbell.channels.gateway_client import (
     garbage,
     result,
     setting_str,
+    unix_time,
 )
 from orderbell.domain.model import Channel
 from orderbell.domain.segments import GSM7, analyse
@@ -231,10 +232,7 @@ def _when(value: str) -> datetime | None:
     if not value:
         return None
     if value.isdigit():
-        try:
-            return datetime.fromtimestamp(int(value), UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
+        return unix_time(value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
