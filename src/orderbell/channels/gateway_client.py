@@ -1,6 +1,6 @@
-"""What the HTTP SMS gateways (smsapi, serwersms, twilio) share: one pooled aiohttp session per
-gateway, many requests in flight bounded by the account's concurrency, optional pacing right
-before each request, and one classification of transport failures.
+"""What the HTTP SMS gateways (kannel, smsapi, serwersms, twilio) share: one pooled aiohttp
+session per gateway, many requests in flight bounded by the account's concurrency, optional
+pacing right before each request, and one classification of transport failures.
 
 Why aiohttp and not httpx: ENGINEERING.md chose it for high-concurrency gateway calls; the
 ``gateway_egress`` benchmark measures both at 50 requests in flight.
@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import aiohttp
 import structlog
@@ -63,6 +63,7 @@ class Request:
 
     method: str = "POST"
     path: str
+    query: Mapping[str, str] | None = None  #: percent-encoded (spaces as %20) onto the path
     form: Mapping[str, str] | None = None
     json_body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -320,6 +321,8 @@ class HttpGateway:
     ) -> Reply | SendResult:
         """One request; transport failures become results (never exceptions)."""
         url = self.base_url + request.path
+        if request.query is not None:
+            url += "?" + urlencode(request.query, quote_via=quote)
         headers = dict(request.headers)
         data: bytes | None = None
         if request.form is not None:  # encoded here: cheaper than aiohttp's FormData

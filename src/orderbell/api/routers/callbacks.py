@@ -102,7 +102,9 @@ async def callback(token: str, request: Request) -> Response:
     applied = await run_in_threadpool(apply)
     log.info("callback_applied", provider_id=account.id, **applied.as_json())
     respond = getattr(gateway, "callback_response", None)
-    if callable(respond):  # a provider that expects a particular answer (TwiML, "OK", ...)
-        answer: Response = respond(items)
-        return answer
+    if callable(respond):  # a provider that expects a particular answer (TwiML, "OK", "")
+        answer = respond(items)
+        if isinstance(answer, bytes):
+            return Response(content=answer, media_type="text/plain")
+        return answer  # type: ignore[no-any-return]
     return JSONResponse({"ok": True, **applied.as_json()})
