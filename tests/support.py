@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from fastapi.testclient import TestClient
 
+from orderbell.channels.base import OutgoingMessage, Provider, SendResult
 from orderbell.compose import Services
 
 
@@ -69,6 +70,18 @@ def event(
 def drain(services: Services) -> int:
     """Run the worker until nothing is due at the clock's current time."""
     return asyncio.run(services.dispatcher("test-worker").drain())
+
+
+def send_all(provider: Provider, *batch: OutgoingMessage) -> list[SendResult]:
+    """One batch through a provider on a fresh event loop, its connections closed after."""
+
+    async def go() -> list[SendResult]:
+        try:
+            return await provider.send(list(batch))
+        finally:
+            await provider.close()
+
+    return asyncio.run(go())
 
 
 def messages(client: TestClient, shop: dict[str, Any], **filters: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ Kannel (bearerbox + smsbox + fakesmsc)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from tests.kannel_harness import PASSWORD, Kannel
+from tests.support import send_all
 
 from orderbell.channels import kannel as kannel_gw
 from orderbell.channels.base import (
@@ -24,7 +24,6 @@ from orderbell.channels.base import (
     Outcome,
     OutgoingMessage,
     Receipt,
-    SendResult,
 )
 from orderbell.channels.gateway_client import Reply
 from orderbell.domain.model import Channel
@@ -45,16 +44,6 @@ def msg(
 
 def gateway(callback_url: str | None = CALLBACK, **extra: Any) -> kannel_gw.KannelGateway:
     return kannel_gw.build({**SETTINGS, **extra}, name="main", callback_url=callback_url)
-
-
-def send(gw: kannel_gw.KannelGateway, *messages: OutgoingMessage) -> list[SendResult]:
-    async def go() -> list[SendResult]:
-        try:
-            return await gw.send(list(messages))
-        finally:
-            await gw.close()
-
-    return asyncio.run(go())
 
 
 # ---------------------------------------------------------------- settings
@@ -139,7 +128,7 @@ def test_no_callback_url_means_no_reports_requested() -> None:
 
 
 def test_empty_text_is_permanent_without_a_request() -> None:
-    [res] = send(gateway(), msg(text=""))
+    [res] = send_all(gateway(), msg(text=""))
     assert (res.outcome, res.error_code) == (Outcome.PERMANENT, "rejected")
 
 
@@ -263,7 +252,7 @@ def test_callback_answer_is_empty_so_kannel_texts_nothing_back() -> None:
 def test_real_kannel_accepts_and_delivers_text_intact(kannel: Kannel) -> None:
     kannel.start()
     texts = ["Order A-1 shipped {ok} [2] ~€ ^", "Siparişiniz yolda — İğüşöç, Zażółć gęślą 📦"]
-    results = send(
+    results = send_all(
         kannel.gateway(sender="Shop"),
         *(msg(id_=i, text=t) for i, t in enumerate(texts, 1)),
     )
@@ -285,7 +274,7 @@ def test_real_kannel_refusals(
     kannel: Kannel, settings: dict[str, Any], to: str, outcome: Outcome, code: str
 ) -> None:
     kannel.start()
-    [res] = send(kannel.gateway(**{"sender": "Shop", **settings}), msg(to=to))
+    [res] = send_all(kannel.gateway(**{"sender": "Shop", **settings}), msg(to=to))
     assert (res.outcome, res.error_code) == (outcome, code), res
     assert PASSWORD not in (res.error_message or "")
     assert kannel.phone.received() == []
@@ -294,5 +283,5 @@ def test_real_kannel_refusals(
 def test_smsbox_down_is_retryable(kannel: Kannel) -> None:
     kannel.start()
     kannel.stop_smsbox()
-    [res] = send(kannel.gateway(sender="Shop"), msg())
+    [res] = send_all(kannel.gateway(sender="Shop"), msg())
     assert (res.outcome, res.error_code) == (Outcome.RETRYABLE, "connect")

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.conftest import Outbox, wire
-from tests.kannel_harness import PASSWORD, Kannel, free_port, wait_until
+from tests.kannel_harness import PASSWORD, Kannel, Sms, free_port, wait_until
 from tests.support import drain, event, messages, rule, serving, template
 
 from orderbell.api.app import create_app
@@ -76,6 +76,19 @@ def sms_rule(client: TestClient, shop: dict[str, Any], body: str) -> None:
     )
 
 
+def order_sms(
+    client: TestClient, shop: dict[str, Any], services: Services, kannel: Kannel, body: str
+) -> tuple[Sms, dict[str, Any]]:
+    """An SMS rule with this body, order A-1 created, the worker run: what the phone got,
+    and the message."""
+    sms_rule(client, shop, body)
+    event(client, shop, "order.created", AT, "A-1")
+    drain(services)
+    [sms] = kannel.phone.wait_for(1)
+    [m] = messages(client, shop)
+    return sms, m
+
+
 def detail(client: TestClient, shop: dict[str, Any], message_id: int) -> dict[str, Any]:
     r = client.get(f"/v1/messages/{message_id}", headers=shop["auth"])
     assert r.status_code == 200, r.text
@@ -104,12 +117,8 @@ def inbound(client: TestClient, shop: dict[str, Any], count: int) -> list[dict[s
 def test_order_sms_through_kannel_is_delivered(
     client: TestClient, shop: dict[str, Any], services: Services, kannel: Kannel, gateway: Any
 ) -> None:
-    sms_rule(client, shop, "Order {{ order_code }} received")
-    event(client, shop, "order.created", AT, "A-1")
-    drain(services)
-    [sms] = kannel.phone.wait_for(1)
+    sms, m = order_sms(client, shop, services, kannel, "Order {{ order_code }} received")
     assert (sms.sender, sms.receiver, sms.text) == ("Shop", PHONE, "Order A-1 received")
-    [m] = messages(client, shop)
     assert (m["provider"], m["provider_id"]) == ("kannel", gateway["id"])
 
     got = delivered(client, shop, m["id"])
@@ -171,12 +180,9 @@ def test_stop_opts_out_with_exactly_one_confirmation(
 def test_unicode_arrives_intact_both_ways(
     client: TestClient, shop: dict[str, Any], services: Services, kannel: Kannel, gateway: Any
 ) -> None:
-    sms_rule(client, shop, "Siparişiniz {{ order_code }} yolda — İğüşöç, Zażółć gęślą 📦")
-    event(client, shop, "order.created", AT, "A-1")
-    drain(services)
-    [sms] = kannel.phone.wait_for(1)
+    body = "Siparişiniz {{ order_code }} yolda — İğüşöç, Zażółć gęślą 📦"
+    sms, m = order_sms(client, shop, services, kannel, body)
     assert sms.text == "Siparişiniz A-1 yolda — İğüşöç, Zażółć gęślą 📦"
-    [m] = messages(client, shop)
     assert delivered(client, shop, m["id"])["segments"] == 1
     kannel.phone.send(FROM_PHONE, "SHOP", "Teşekkürler 🙏 çok güzel, dziękuję")
     [item] = inbound(client, shop, 1)

@@ -202,6 +202,12 @@ def common_settings(settings: Mapping[str, Any], base_url: str) -> dict[str, Any
     }
 
 
+def client_options(values: Mapping[str, Any], callback_url: str | None) -> dict[str, Any]:
+    """The :class:`HttpGateway` arguments from :func:`common_settings`, with the callback URL."""
+    keys = ("base_url", "concurrency", "timeout_seconds", "connect_timeout_seconds")
+    return {**{key: values[key] for key in keys}, "callback_url": callback_url}
+
+
 # ---------------------------------------------------------------- the client
 
 

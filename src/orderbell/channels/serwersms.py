@@ -49,6 +49,7 @@ from orderbell.channels.gateway_client import (
     by_http_status,
     callback_params,
     check_callback_path,
+    client_options,
     common_settings,
     garbage,
     result,
@@ -105,11 +106,7 @@ def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -
         name=name,
         api_token=v["api_token"],
         sender=v["sender"],
-        base_url=v["base_url"],
-        concurrency=v["concurrency"],
-        timeout_seconds=v["timeout_seconds"],
-        connect_timeout_seconds=v["connect_timeout_seconds"],
-        callback_url=callback_url,
+        **client_options(v, callback_url),
     )
 
 

@@ -48,6 +48,7 @@ from orderbell.channels.gateway_client import (
     by_http_status,
     callback_params,
     check_callback_path,
+    client_options,
     common_settings,
     garbage,
     result,
@@ -110,11 +111,7 @@ def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -
         access_token=v["access_token"],
         sender=v["sender"],
         username=v["username"],
-        base_url=v["base_url"],
-        concurrency=v["concurrency"],
-        timeout_seconds=v["timeout_seconds"],
-        connect_timeout_seconds=v["connect_timeout_seconds"],
-        callback_url=callback_url,
+        **client_options(v, callback_url),
     )
 
 
