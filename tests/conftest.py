@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from orderbell.api.app import create_app
+from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.clock import ManualClock
 from orderbell.compose import Services, build
@@ -108,7 +109,7 @@ def wire(database_url: str, clock: ManualClock, outbox: Outbox, **settings: Any)
             **settings,
         }
     )
-    providers = {
+    providers: dict[Channel, Provider] = {
         Channel.SMS: ConsoleProvider(Channel.SMS, path=outbox.path),
         Channel.EMAIL: ConsoleProvider(Channel.EMAIL, path=outbox.path),
     }
