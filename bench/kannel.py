@@ -82,8 +82,7 @@ def bare_aiohttp(server: Kannel, count: int) -> float:
 
 
 def kannel_figures(count: int, runs: int, server: Kannel | None = None) -> list[Figure]:
-    """Ours vs bare aiohttp through one real Kannel, medians of interleaved runs; none (with
-    a printed reason) where Kannel is not installed. A started ``server`` is used as it is."""
+    """Ours vs bare aiohttp through one real Kannel (or ``server``); none without Kannel."""
     reason = missing()
     if reason is not None:
         print(f"  kannel skipped: {reason} (apt-get install -y kannel kannel-extras)")

@@ -126,8 +126,7 @@ def services(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[
 
 @pytest.fixture
 def kannel(tmp_path: Path) -> Iterator[Kannel]:
-    """Real Kannel (bearerbox, smsbox, fakesmsc) on free loopback ports, not started yet:
-    the test starts it once it knows the get-url. Stopped by pid afterwards."""
+    """Real Kannel on loopback ports, not started (the test knows the get-url); stopped after."""
     reason = kannel_harness.missing()
     if reason is not None:
         _skip_or_fail(f"{reason}; apt-get install -y kannel kannel-extras")

@@ -79,8 +79,7 @@ def sms_rule(client: TestClient, shop: dict[str, Any], body: str) -> None:
 def order_sms(
     client: TestClient, shop: dict[str, Any], services: Services, kannel: Kannel, body: str
 ) -> tuple[Sms, dict[str, Any]]:
-    """An SMS rule with this body, order A-1 created, the worker run: what the phone got,
-    and the message."""
+    """Rule with this body, order A-1, one drain: the SMS the phone got and the message."""
     sms_rule(client, shop, body)
     event(client, shop, "order.created", AT, "A-1")
     drain(services)

@@ -94,8 +94,7 @@ _ANSWERS: tuple[tuple[str, Outcome, str], ...] = (
 
 
 def validate(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalised settings: base_url (smsbox's sendsms port), username, password (secret),
-    sender, smsc_id, sendsms_path, concurrency, timeouts."""
+    """Normalised settings (base_url is smsbox's sendsms port); InvalidInput names the field."""
     base_url = setting_str(settings, "base_url", required=True)
     values = common_settings(settings, base_url or "")
     values["username"] = setting_str(settings, "username", required=True, max_length=100)

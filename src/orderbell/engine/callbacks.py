@@ -285,8 +285,7 @@ def reconcile_pending(
     provider_id: int | None = None,
     horizon: timedelta = SWEEP_HORIZON,
 ) -> int:
-    """A worker's sweep (or a callback's second look at one account): apply recent receipts
-    still waiting for their message."""
+    """Apply recent receipts still waiting for their message (a sweep, or one account's)."""
     query = (
         select(*_STORED)
         .join(shop_providers, shop_providers.c.id == delivery_receipts.c.provider_id)
