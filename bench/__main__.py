@@ -19,6 +19,7 @@ import structlog
 from bench.common import Figure, print_table
 from bench.gateways import egress_figures, pacing_figures
 from bench.ingest import ingest_figures
+from bench.kannel import kannel_figures
 from bench.pipeline import pipeline_figure, pricing_figure
 from bench.render import render_figure
 from bench.smtp import smtp_figure
@@ -39,6 +40,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "egress": lambda: egress_figures(count=1_000, runs=1),
             "pacing": lambda: pacing_figures(seconds=3),
             "workers": lambda: worker_figures(count=2_000, runs=1, per_s=100, seconds=2),
+            "kannel": lambda: kannel_figures(count=300, runs=1),
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
@@ -49,6 +51,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=20),
         "workers": lambda: worker_figures(count=10_000, runs=3, per_s=300, seconds=5),
+        "kannel": lambda: kannel_figures(count=2_000, runs=3),
     }
 
 
@@ -59,7 +62,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["render", "pipeline", "ingest", "pricing", "smtp", "egress", "pacing", "workers"],
+        choices=sorted(suites(quick=False)),
     )
     args = parser.parse_args()
     # In-process runs log warnings only (the ingest server logs as configured, to a file).

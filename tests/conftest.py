@@ -17,12 +17,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from orderbell.api.app import create_app
+from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.clock import ManualClock
 from orderbell.compose import Services, build
 from orderbell.domain.model import Channel
 from orderbell.settings import Settings
 from orderbell.store.schema import metadata
+from tests import kannel_harness
+from tests.kannel_harness import Kannel
 
 PG_ADMIN_URL = os.environ.get(
     "ORDERBELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -94,23 +97,49 @@ def outbox(tmp_path: Path) -> Outbox:
     return Outbox(tmp_path / "outbox.jsonl")
 
 
-@pytest.fixture
-def services(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[Services]:
-    """orderbell wired on a real database with the console provider."""
-    settings = Settings(
-        database_url=database_url,
-        outbox_file=outbox.path,
-        embedded_worker=False,
-        admin_token="admin-secret",
-        secret_key="test-secret-key-for-unsubscribe-links",
-    )  # type: ignore[arg-type]
-    providers = {
+def wire(database_url: str, clock: ManualClock, outbox: Outbox, **settings: Any) -> Services:
+    """orderbell wired on a real database with the console provider (`settings` override)."""
+    config = Settings(
+        **{
+            "database_url": database_url,
+            "outbox_file": outbox.path,
+            "embedded_worker": False,
+            "admin_token": "admin-secret",
+            "secret_key": "test-secret-key-for-unsubscribe-links",
+            **settings,
+        }
+    )
+    providers: dict[Channel, Provider] = {
         Channel.SMS: ConsoleProvider(Channel.SMS, path=outbox.path),
         Channel.EMAIL: ConsoleProvider(Channel.EMAIL, path=outbox.path),
     }
-    svc = build(settings, clock=clock, providers=providers)
+    return build(config, clock=clock, providers=providers)
+
+
+@pytest.fixture
+def services(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[Services]:
+    """orderbell wired on a real database with the console provider."""
+    svc = wire(database_url, clock, outbox)
     yield svc
     svc.engine.dispose()
+
+
+@pytest.fixture
+def kannel(tmp_path: Path) -> Iterator[Kannel]:
+    """Real Kannel on loopback ports, not started (the test knows the get-url); stopped after."""
+    reason = kannel_harness.missing()
+    if reason is not None:
+        _skip_or_fail(f"{reason}; apt-get install -y kannel kannel-extras")
+    server = Kannel(tmp_path / "kannel")
+    yield server
+    server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use real Kannel carry the `kannel` marker (`-m "not kannel"` skips them)."""
+    for item in items:
+        if "kannel" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kannel)
 
 
 @pytest.fixture

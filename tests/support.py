@@ -1,12 +1,19 @@
-"""Helpers the tests share: create templates and rules through the API, drive the worker."""
+"""Helpers the tests share: create templates and rules through the API, drive the worker, serve
+the app over real HTTP for providers that call back."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
+from orderbell.channels.base import OutgoingMessage, Provider, SendResult
 from orderbell.compose import Services
 
 
@@ -65,8 +72,39 @@ def drain(services: Services) -> int:
     return asyncio.run(services.dispatcher("test-worker").drain())
 
 
+def send_all(provider: Provider, *batch: OutgoingMessage) -> list[SendResult]:
+    """One batch through a provider on a fresh event loop, its connections closed after."""
+
+    async def go() -> list[SendResult]:
+        try:
+            return await provider.send(list(batch))
+        finally:
+            await provider.close()
+
+    return asyncio.run(go())
+
+
 def messages(client: TestClient, shop: dict[str, Any], **filters: Any) -> list[dict[str, Any]]:
     """The shop's messages, oldest first."""
     r = client.get("/v1/messages", headers=shop["auth"], params={"limit": 500, **filters})
     assert r.status_code == 200, r.text
     return list(reversed(r.json()["items"]))
+
+
+@contextmanager
+def serving(app: Any, port: int, host: str = "127.0.0.1") -> Iterator[str]:
+    """The app under uvicorn on a loopback port, in a thread, until the block ends; its URL."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

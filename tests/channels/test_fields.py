@@ -15,6 +15,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "serwersms": {"api_token": "token-1234"},
     "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "a" * 32, "from_number": "+4850010"},
     "smtp": {"host": "smtp.example.com", "from_address": "shop@example.com"},
+    "kannel": {"base_url": "http://127.0.0.1:13013", "username": "shop", "password": "secret"},
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 from tests.gateway_servers import SERWERSMS_TOKEN, FakeGateway
+from tests.support import send_all as send
 
 from orderbell.channels import serwersms
 from orderbell.channels.base import (
@@ -20,7 +20,6 @@ from orderbell.channels.base import (
     Outcome,
     OutgoingMessage,
     Receipt,
-    SendResult,
 )
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
@@ -44,16 +43,6 @@ def gateway(base_url: str, **extra: Any) -> serwersms.SerwerSmsGateway:
     settings = {"api_token": SERWERSMS_TOKEN, "sender": "SKLEP", "base_url": base_url}
     settings.update(extra)
     return serwersms.build(settings, name="main", callback_url=CALLBACK)
-
-
-def send(gw: serwersms.SerwerSmsGateway, *messages: OutgoingMessage) -> list[SendResult]:
-    async def go() -> list[SendResult]:
-        try:
-            return await gw.send(list(messages))
-        finally:
-            await gw.close()
-
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize(

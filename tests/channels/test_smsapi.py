@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 from tests.gateway_servers import SMSAPI_TOKEN, FakeGateway
+from tests.support import send_all as send
 
 from orderbell.channels import smsapi
 from orderbell.channels.base import (
@@ -20,7 +20,6 @@ from orderbell.channels.base import (
     Outcome,
     OutgoingMessage,
     Receipt,
-    SendResult,
 )
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
@@ -45,16 +44,6 @@ def gateway(base_url: str, **extra: Any) -> smsapi.SmsapiGateway:
     settings = {"access_token": SMSAPI_TOKEN, "sender": "Sklep", "base_url": base_url}
     settings.update(extra)
     return smsapi.build(settings, name="main", callback_url=CALLBACK)
-
-
-def send(gw: smsapi.SmsapiGateway, *messages: OutgoingMessage) -> list[SendResult]:
-    async def go() -> list[SendResult]:
-        try:
-            return await gw.send(list(messages))
-        finally:
-            await gw.close()
-
-    return asyncio.run(go())
 
 
 # ---------------------------------------------------------------- sending

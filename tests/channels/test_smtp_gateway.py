@@ -3,12 +3,12 @@ internationalised addresses (SMTPUTF8), display names, and no callbacks."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from tests.smtp_harness import Server, start_server
+from tests.support import send_all as send
 
 from orderbell.channels import smtp
 from orderbell.channels.base import Callback, CallbackRejected, Outcome, OutgoingMessage
@@ -24,16 +24,6 @@ def msg(id_: int = 1, to: str = "jane@customer.example", **fields: Any) -> Outgo
     base: dict[str, Any] = {"subject": "Your order", "text": "Thanks."}
     base.update(fields)
     return OutgoingMessage(id=id_, shop_id=7, channel=Channel.EMAIL, to=to, **base)
-
-
-def send(provider: smtp.SmtpProvider, *messages: OutgoingMessage) -> list[Any]:
-    async def go() -> list[Any]:
-        try:
-            return await provider.send(list(messages))
-        finally:
-            await provider.close()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture

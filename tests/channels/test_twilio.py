@@ -3,7 +3,6 @@ status callbacks and inbound webhooks."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from structlog.testing import capture_logs
 from tests.gateway_servers import TWILIO_SID, TWILIO_TOKEN, FakeGateway
+from tests.support import send_all as send
 
 from orderbell.channels import twilio
 from orderbell.channels.base import (
@@ -22,7 +22,6 @@ from orderbell.channels.base import (
     Outcome,
     OutgoingMessage,
     Receipt,
-    SendResult,
 )
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
@@ -52,16 +51,6 @@ def gateway(base_url: str = "http://127.0.0.1:9", **extra: Any) -> twilio.Twilio
     }
     settings.update(extra)
     return twilio.build(settings, name="main", callback_url=CALLBACK)
-
-
-def send(gw: twilio.TwilioGateway, *messages: OutgoingMessage) -> list[SendResult]:
-    async def go() -> list[SendResult]:
-        try:
-            return await gw.send(list(messages))
-        finally:
-            await gw.close()
-
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from tests.conftest import make_shop
 from tests.gateway_harness import Gateway, settings_for
 from tests.support import drain, event, messages, rule, template
 
 from orderbell.compose import Services
+from orderbell.engine import callbacks as callback_engine
 from orderbell.store.schema import delivery_receipts, shop_providers
+from orderbell.store.schema import messages as messages_table
 
 AT = "2026-11-20T12:00:00+03:00"  # the test clock's "now" in Istanbul
 
@@ -213,6 +215,40 @@ def test_receipt_before_send_response_is_reconciled(
     assert m["provider_message_id"] == "gw-1"
     with services.engine.connect() as conn:
         assert conn.execute(select(delivery_receipts.c.applied)).scalars().all() == [True]
+
+
+def test_receipt_committed_after_the_send_was_recorded_is_applied(
+    client: TestClient,
+    shop: dict[str, Any],
+    services: Services,
+    gw_a: Gateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race real Kannel showed on PostgreSQL: the callback reads the message still
+    `sending`, the dispatcher records the send (its reconcile_sent cannot see the receipt
+    yet) and only then the callback commits. The callback's second look applies it."""
+    provider = add_provider(client, shop, gw_a, "gw-a")
+    sms_rule(client, shop)
+    event(client, shop, "order.created", AT, "A-1")
+    drain(services)
+    [m] = messages(client, shop)
+    with services.engine.begin() as conn:
+        conn.execute(
+            update(messages_table).where(messages_table.c.id == m["id"]).values(status="sending")
+        )
+    original = callback_engine.apply
+
+    def recorded_meanwhile(conn: Any, *args: Any) -> callback_engine.Applied:
+        applied = original(conn, *args)  # sees `sending`: the receipt waits
+        conn.execute(
+            update(messages_table).where(messages_table.c.id == m["id"]).values(status="sent")
+        )
+        return applied
+
+    monkeypatch.setattr(callback_engine, "apply", recorded_meanwhile)
+    r = client.post(callback_path(provider), json={"id": "gw-1", "status": "delivered"})
+    assert r.status_code == 200 and r.json()["waiting"] == 1
+    assert messages(client, shop)[0]["status"] == "delivered"
 
 
 def test_receipts_that_change_nothing(

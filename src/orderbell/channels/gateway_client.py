@@ -1,6 +1,6 @@
-"""What the HTTP SMS gateways (smsapi, serwersms, twilio) share: one pooled aiohttp session per
-gateway, many requests in flight bounded by the account's concurrency, optional pacing right
-before each request, and one classification of transport failures.
+"""What the HTTP SMS gateways (kannel, smsapi, serwersms, twilio) share: one pooled aiohttp
+session per gateway, many requests in flight bounded by the account's concurrency, optional
+pacing right before each request, and one classification of transport failures.
 
 Why aiohttp and not httpx: ENGINEERING.md chose it for high-concurrency gateway calls; the
 ``gateway_egress`` benchmark measures both at 50 requests in flight.
@@ -30,8 +30,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import aiohttp
 import structlog
@@ -63,6 +64,7 @@ class Request:
 
     method: str = "POST"
     path: str
+    query: Mapping[str, str] | None = None  #: percent-encoded (spaces as %20) onto the path
     form: Mapping[str, str] | None = None
     json_body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -213,6 +215,12 @@ def common_settings(settings: Mapping[str, Any], base_url: str) -> dict[str, Any
     }
 
 
+def client_options(values: Mapping[str, Any], callback_url: str | None) -> dict[str, Any]:
+    """The :class:`HttpGateway` arguments from :func:`common_settings`, with the callback URL."""
+    keys = ("base_url", "concurrency", "timeout_seconds", "connect_timeout_seconds")
+    return {**{key: values[key] for key in keys}, "callback_url": callback_url}
+
+
 # ---------------------------------------------------------------- the client
 
 
@@ -332,6 +340,8 @@ class HttpGateway:
     ) -> Reply | SendResult:
         """One request; transport failures become results (never exceptions)."""
         url = self.base_url + request.path
+        if request.query is not None:
+            url += "?" + urlencode(request.query, quote_via=quote)
         headers = dict(request.headers)
         data: bytes | None = None
         if request.form is not None:  # encoded here: cheaper than aiohttp's FormData
@@ -376,6 +386,17 @@ def callback_params(callback: Callback) -> dict[str, str]:
         with contextlib.suppress(UnicodeDecodeError):
             params.update(parse_qsl(callback.body.decode("utf-8"), keep_blank_values=True))
     return params
+
+
+def unix_time(value: str) -> datetime | None:
+    """A provider's unix timestamp (seconds) as an aware UTC time, or None when it is not one."""
+    value = value.strip()
+    if not value.isdigit():
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def check_callback_path(callback: Callback, callback_url: str | None) -> None:

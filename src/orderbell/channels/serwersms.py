@@ -51,10 +51,12 @@ from orderbell.channels.gateway_client import (
     by_http_status,
     callback_params,
     check_callback_path,
+    client_options,
     common_settings,
     garbage,
     result,
     setting_str,
+    unix_time,
 )
 from orderbell.domain.model import Channel
 from orderbell.domain.segments import GSM7, analyse
@@ -121,11 +123,7 @@ def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -
         name=name,
         api_token=v["api_token"],
         sender=v["sender"],
-        base_url=v["base_url"],
-        concurrency=v["concurrency"],
-        timeout_seconds=v["timeout_seconds"],
-        connect_timeout_seconds=v["connect_timeout_seconds"],
-        callback_url=callback_url,
+        **client_options(v, callback_url),
     )
 
 
@@ -248,10 +246,7 @@ def _when(value: str) -> datetime | None:
     if not value:
         return None
     if value.isdigit():
-        try:
-            return datetime.fromtimestamp(int(value), UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
+        return unix_time(value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

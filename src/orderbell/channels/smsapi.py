@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from orderbell.channels.base import (
@@ -51,10 +50,12 @@ from orderbell.channels.gateway_client import (
     by_http_status,
     callback_params,
     check_callback_path,
+    client_options,
     common_settings,
     garbage,
     result,
     setting_str,
+    unix_time,
 )
 from orderbell.domain.model import Channel
 
@@ -128,11 +129,7 @@ def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -
         access_token=v["access_token"],
         sender=v["sender"],
         username=v["username"],
-        base_url=v["base_url"],
-        concurrency=v["concurrency"],
-        timeout_seconds=v["timeout_seconds"],
-        connect_timeout_seconds=v["connect_timeout_seconds"],
-        callback_url=callback_url,
+        **client_options(v, callback_url),
     )
 
 
@@ -254,7 +251,7 @@ def _receipts(params: Mapping[str, str]) -> list[Receipt]:
                 message_id=int(idx) if idx.strip().isdigit() else None,
                 provider_message_id=provider_id.strip() or None,
                 code=code,
-                at=_unix(done),
+                at=unix_time(done),
             )
         )
     return receipts
@@ -269,18 +266,8 @@ def _inbound(params: Mapping[str, str]) -> Inbound:
         text=params.get("sms_text", ""),
         recipient=params.get("sms_to") or None,
         provider_message_id=params.get("MsgId") or None,
-        received_at=_unix(params.get("sms_date", "")),
+        received_at=unix_time(params.get("sms_date", "")),
     )
-
-
-def _unix(value: str) -> datetime | None:
-    value = value.strip()
-    if not value.isdigit():
-        return None
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def short_code(code: str) -> str:

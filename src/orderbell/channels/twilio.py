@@ -45,6 +45,7 @@ from orderbell.channels.gateway_client import (
     Reply,
     Request,
     by_http_status,
+    client_options,
     common_settings,
     garbage,
     result,
@@ -135,11 +136,7 @@ def build(settings: Mapping[str, Any], *, name: str, callback_url: str | None) -
         api_key_secret=v["api_key_secret"],
         from_number=v["from_number"],
         messaging_service_sid=v["messaging_service_sid"],
-        base_url=v["base_url"],
-        concurrency=v["concurrency"],
-        timeout_seconds=v["timeout_seconds"],
-        connect_timeout_seconds=v["connect_timeout_seconds"],
-        callback_url=callback_url,
+        **client_options(v, callback_url),
     )
 
 

@@ -6,7 +6,9 @@ id), else by our message id — always within the account's own shop. Every rece
 in ``delivery_receipts``; one that matches nothing (unknown id, another shop's message)
 changes nothing and stays unmatched. One that arrives before the send response (the message
 is still ``sending``) waits there until the dispatcher records the provider message id
-(:func:`reconcile_sent`) or a worker's sweep finds it (:func:`reconcile_pending`).
+(:func:`reconcile_sent`), the callback endpoint takes a second look right after committing
+(the send may have been recorded in between: gateways such as Kannel report within
+milliseconds) or a worker's sweep finds it (:func:`reconcile_pending`).
 
 Billing: a message that fails after submission is refunded unless the shop's account says
 failures after submission are charged (``credits.refund_after_submission`` decides).
@@ -274,16 +276,26 @@ def reconcile_sent(conn: Connection, outcomes: Sequence[claims.Outcome], now: da
     return _apply_stored(conn, rows, now) if rows else 0
 
 
-def reconcile_pending(conn: Connection, now: datetime, limit: int = 500) -> int:
-    """A worker's sweep: apply recent receipts still waiting for their message."""
-    rows = conn.execute(
+def reconcile_pending(
+    conn: Connection,
+    now: datetime,
+    limit: int = 500,
+    *,
+    provider_id: int | None = None,
+    horizon: timedelta = SWEEP_HORIZON,
+) -> int:
+    """Apply recent receipts still waiting for their message (a sweep, or one account's)."""
+    query = (
         select(*_STORED)
         .join(shop_providers, shop_providers.c.id == delivery_receipts.c.provider_id)
         .where(
             delivery_receipts.c.applied.is_(False),
-            delivery_receipts.c.received_at > now - SWEEP_HORIZON,
+            delivery_receipts.c.received_at > now - horizon,
         )
         .order_by(delivery_receipts.c.id)
         .limit(limit)
-    ).all()
+    )
+    if provider_id is not None:
+        query = query.where(delivery_receipts.c.provider_id == provider_id)
+    rows = conn.execute(query).all()
     return _apply_stored(conn, rows, now) if rows else 0
