@@ -12,9 +12,12 @@ from typing import Any
 
 import uvicorn
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, func, select
 
+from orderbell.billing import credits
 from orderbell.channels.base import OutgoingMessage, Provider, SendResult
 from orderbell.compose import Services
+from orderbell.store.schema import allowance_buckets, credit_accounts, ledger
 
 
 def template(
@@ -108,3 +111,29 @@ def serving(app: Any, port: int, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def assert_ledger_adds_up(services: Services) -> None:
+    """available == sum of ledger credits; bucket remaining == sum of its units; >= 0."""
+    with services.engine.connect() as conn:
+        for acct in conn.execute(select(credit_accounts)).all():
+            total = conn.execute(
+                select(func.coalesce(func.sum(ledger.c.credits), 0)).where(
+                    ledger.c.shop_id == acct.shop_id
+                )
+            ).scalar_one()
+            assert credits.money(total) == credits.money(acct.available)
+            assert credits.money(acct.available) >= 0
+            assert credits.money(acct.reserved) >= 0
+        assert_buckets_add_up(conn)
+
+
+def assert_buckets_add_up(conn: Connection) -> None:
+    """Every allowance bucket's remaining units == the sum of its ledger units, >= 0."""
+    for bucket in conn.execute(select(allowance_buckets)).all():
+        units = conn.execute(
+            select(func.coalesce(func.sum(ledger.c.units), 0)).where(
+                ledger.c.bucket_id == bucket.id
+            )
+        ).scalar_one()
+        assert int(units) == bucket.remaining >= 0

@@ -8,13 +8,14 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.channels.pacing import Pacer
 from orderbell.clock import Clock, DatabaseClock, SystemClock
-from orderbell.domain.model import Channel
+from orderbell.domain.model import Channel, Shop
+from orderbell.engine import segment_holds
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
 from orderbell.engine.ingest import Ingestor
 from orderbell.engine.simulate import Simulator
@@ -107,6 +108,12 @@ class Services:
         )
         self.simulator = Simulator(self.engine, self.clock, self.renderer)
         self.metrics.watch_queue(self.engine, self.clock)
+
+    def release_segment_holds(self, conn: Connection, shop: Shop, actor: str) -> int:
+        """After a change of the shop's SMS settings: send what fits its segment cap now."""
+        return segment_holds.release(
+            conn, shop, self.renderer, self.clock.now(), billing=self.settings.billing, actor=actor
+        )
 
     def waker(self) -> Waker:
         """What wakes this process's idle workers: LISTEN/NOTIFY on PostgreSQL, else a poll.

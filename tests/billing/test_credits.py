@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from tests.conftest import make_shop
-from tests.support import drain, messages, rule, template
+from tests.support import assert_ledger_adds_up, drain, messages, rule, template
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
-from orderbell.store.schema import allowance_buckets, credit_accounts, ledger
+from orderbell.store.schema import credit_accounts, ledger
 from orderbell.store.schema import messages as messages_table
 
 AT = "2026-11-20T10:00:00+03:00"
@@ -51,27 +51,6 @@ def summary(client: TestClient, shop: dict[str, Any]) -> dict[str, Any]:
     r = client.get("/v1/credits", headers=shop["auth"])
     assert r.status_code == 200, r.text
     return dict(r.json())
-
-
-def assert_ledger_adds_up(services: Services) -> None:
-    """available == sum of ledger credits; bucket remaining == sum of its units; >= 0."""
-    with services.engine.connect() as conn:
-        for acct in conn.execute(select(credit_accounts)).all():
-            total = conn.execute(
-                select(func.coalesce(func.sum(ledger.c.credits), 0)).where(
-                    ledger.c.shop_id == acct.shop_id
-                )
-            ).scalar_one()
-            assert credits.money(total) == credits.money(acct.available)
-            assert credits.money(acct.available) >= 0
-            assert credits.money(acct.reserved) >= 0
-        for bucket in conn.execute(select(allowance_buckets)).all():
-            units = conn.execute(
-                select(func.coalesce(func.sum(ledger.c.units), 0)).where(
-                    ledger.c.bucket_id == bucket.id
-                )
-            ).scalar_one()
-            assert int(units) == bucket.remaining >= 0
 
 
 def test_cost_is_known_when_planned_and_debited_when_sent(

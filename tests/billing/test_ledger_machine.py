@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import func, select
+from tests.support import assert_buckets_add_up
 
-from orderbell.api.schemas import EventIn, RuleIn, ShopIn, TemplateIn
+from orderbell.api.schemas import EventIn, RuleIn, ShopIn, ShopPatch, TemplateIn
 from orderbell.billing import credits
 from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
 from orderbell.clock import ManualClock
@@ -106,7 +107,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             self.shop_id = int(shop.id)
             tpl = template_store.create(
-                conn, self.shop_id, TemplateIn(name="t", channel="sms", body="Order {{ order_code }}"),
+                conn, self.shop_id, TemplateIn(name="t", channel="sms", body="Order {{ order_code }} {{ product_name }}"),
                 now,
             )  # fmt: skip
             rule_store.create(conn, self.shop_id, RuleIn.model_validate(
@@ -118,14 +119,23 @@ class LedgerMachine(RuleBasedStateMachine):
                                     allowance=allowance, carry_over=carry, carry_cap=1,
                                     carry_months=None, price=None, now=now)  # fmt: skip
 
-    @rule(count=st.integers(min_value=1, max_value=4))
-    def schedule(self, count: int) -> None:
+    # a product name of `size` "ż": 1, 2, 3 or 7 UCS-2 segments; 1, 1, 2 or 3 transliterated
+    @rule(count=st.integers(min_value=1, max_value=4), size=st.sampled_from([0, 60, 150, 400]))
+    def schedule(self, count: int, size: int) -> None:
         for _ in range(count):
             self.events += 1
             self.svc.ingestor.ingest(self.shop_id, EventIn.model_validate(
                 {"type": "order.created", "occurred_at": self.clock.now().isoformat(),
-                 "order": {"code": f"O{self.events}"},
+                 "order": {"code": f"O{self.events}"}, "data": {"product_name": "ż" * size},
                  "customer": {"id": f"c{self.events}", "phone": "+48600700800"}}))  # fmt: skip
+
+    @rule(cap=st.sampled_from([None, 1, 2, 3]), transliterate=st.booleans())
+    def sms_settings(self, cap: int | None, transliterate: bool) -> None:
+        """The shop changes its segment cap or transliteration (held messages may go)."""
+        with self.svc.engine.begin() as conn:
+            change = ShopPatch(sms_max_segments=cap, sms_transliterate=transliterate)
+            row = shop_store.patch(conn, self.shop_id, change)
+            self.svc.release_segment_holds(conn, shop_store.to_shop(row), actor="m")
 
     @rule(mode=st.sampled_from([Outcome.ACCEPTED, Outcome.RETRYABLE, Outcome.PERMANENT,
                                 Outcome.AMBIGUOUS]))  # fmt: skip
@@ -165,13 +175,7 @@ class LedgerMachine(RuleBasedStateMachine):
             total = conn.execute(select(func.coalesce(func.sum(ledger.c.credits), 0))).scalar_one()
             assert credits.money(total) == credits.money(acct.available) >= 0
             assert credits.money(acct.reserved) >= 0
-            for bucket in conn.execute(select(allowance_buckets)).all():
-                units = conn.execute(
-                    select(func.coalesce(func.sum(ledger.c.units), 0)).where(
-                        ledger.c.bucket_id == bucket.id
-                    )
-                ).scalar_one()
-                assert int(units) == bucket.remaining >= 0
+            assert_buckets_add_up(conn)
             debits = dict(
                 conn.execute(
                     select(ledger.c.message_id, func.count())
@@ -189,6 +193,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     assert row.billing == "debited"
                 if row.status in ("scheduled", "deferred"):
                     assert row.billing in ("reserved", "debited")
+                if row.status == "held":  # over the cap or without credit: nothing reserved
+                    assert row.billing in (None, "released", "debited")
             assert conn.execute(select(func.count()).select_from(attempts)).scalar_one() >= len(
                 handed
             )
@@ -233,3 +239,30 @@ LedgerMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+def test_an_ambiguous_send_later_held_over_the_cap_is_charged_once() -> None:
+    """An attempt that may have gone out is debited; held over a lowered cap at the retry
+    and released by the shop, the message is not reserved (nor debited) a second time."""
+    machine = LedgerMachine()
+    try:
+        machine.open_shop(allowance=0, carry="none")
+        machine.top_up(Decimal("0.50"))
+        machine.schedule(count=1, size=150)  # 3 UCS-2 segments
+        machine.send(Outcome.AMBIGUOUS)
+        machine.sms_settings(cap=1, transliterate=False)
+        machine.time_passes(minutes=5)
+        machine.send(Outcome.ACCEPTED)
+        with machine.svc.engine.connect() as conn:
+            held = conn.execute(select(messages.c.status, messages.c.billing)).one()
+        assert tuple(held) == ("held", "debited")
+        machine.sms_settings(cap=None, transliterate=False)
+        machine.send(Outcome.ACCEPTED)
+        with machine.svc.engine.connect() as conn:
+            sent = conn.execute(select(messages.c.status, messages.c.billing)).one()
+            kinds = [k for (k,) in conn.execute(select(ledger.c.kind).order_by(ledger.c.id))]
+        assert tuple(sent) == ("sent", "debited")
+        assert kinds == ["topup", "reservation", "release", "debit"]
+        machine.ledger_adds_up()
+    finally:
+        machine.teardown()

@@ -22,8 +22,8 @@ from orderbell.templates.validation import validate
 
 ORDER_VARS = {
     "customer_name", "customer_first_name", "shop_name", "order_code", "order_total",
-    "payment_method", "courier", "tracking_number", "tracking_url", "estimated_delivery",
-    "preparation_time", "status",
+    "payment_method", "product_name", "courier", "tracking_number", "tracking_url",
+    "estimated_delivery", "preparation_time", "status",
 }  # fmt: skip
 CAMPAIGN_VARS = {"promotion_name", "promo_code", "customer_name", "shop_name", "unsubscribe_url"}
 SHIPPING = {"courier", "tracking_number", "tracking_url"}

@@ -17,13 +17,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from orderbell.domain import attachments as files
-from orderbell.domain.model import Category, Channel, HolidayMode, TemplateKind, is_known_event_type
+from orderbell.domain.model import (
+    SMS_MAX_SEGMENTS_DEFAULT,
+    SMS_MAX_SEGMENTS_LIMIT,
+    Category,
+    Channel,
+    HolidayMode,
+    TemplateKind,
+    is_known_event_type,
+)
 from orderbell.errors import InvalidInput
 
 
@@ -384,6 +393,19 @@ class ShopPatch(Input):
     closed_dates: list[date] | None = Field(default=None, max_length=1000)
     stop_scope: Literal["marketing", "all"] | None = Field(
         default=None, description="what an SMS reply STOP opts out of: marketing SMS, or all SMS"
+    )
+    sms_transliterate: StrictBool | None = Field(
+        default=None,
+        description="send Latin letters GSM-7 lacks (ą, č, ş …) as their plain spelling, so "
+        "SMS stay GSM-7: fewer segments, lower cost",
+    )
+    sms_max_segments: Annotated[int, Field(strict=True, ge=1, le=SMS_MAX_SEGMENTS_LIMIT)] | None = (
+        Field(
+            default=None,
+            description=f"an SMS longer than this many segments is held, not sent (default "
+            f"{SMS_MAX_SEGMENTS_DEFAULT}); null: no cap. SMS templates whose worst case passes it "
+            "are refused",
+        )
     )
 
 

@@ -7,7 +7,8 @@ updated in the same transaction, so ``available == sum(ledger.credits)`` always.
 A message's life in the ledger::
 
     planned ─ reservation (−cost) ─┬─ handed to the provider: release (+cost), debit (−cost)
-                                   └─ suppressed / expired / failed before submission: release
+                                   └─ suppressed / expired / failed before submission, or
+                                      held at send over the segment cap: release
 
 Package allowance is used before prepaid credit, carried-over allowance before this month's.
 """
@@ -630,6 +631,7 @@ def settle(
             MessageStatus.FAILED.value,
             MessageStatus.EXPIRED.value,
             MessageStatus.SUPPRESSED.value,
+            MessageStatus.HELD.value,  # over the segment cap: reserved again on its release
         ):
             released.add(o.message_id)
     ids = handed | released
@@ -752,7 +754,7 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
     released = 0
     for row in held:
         if row.expires_at is not None and row.expires_at <= now:
-            _set_status(
+            message_store.set_status(
                 conn,
                 row.id,
                 now,
@@ -775,7 +777,7 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
         )
         if reason is not None:
             break
-        _set_status(
+        message_store.set_status(
             conn,
             row.id,
             now,
@@ -785,24 +787,6 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
         )
         released += 1
     return released
-
-
-def _set_status(
-    conn: Connection,
-    message_id: int,
-    now: datetime,
-    status: MessageStatus,
-    reason: str,
-    due_at: datetime | None = None,
-) -> None:
-    values: dict[str, Any] = {"status": status.value, "reason": reason, "updated_at": now}
-    if due_at is not None:
-        values["due_at"] = due_at
-    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
-    message_store.add_log(
-        conn,
-        [message_store.LogEntry(message_id=message_id, at=now, status=status.value, reason=reason)],
-    )
 
 
 # ------------------------------------------------------------------ low balance

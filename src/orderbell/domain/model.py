@@ -109,6 +109,12 @@ class HourRange:
         return moment >= self.start or moment < self.end
 
 
+#: The segment cap a shop has until it chooses another (see the README: "SMS length and cost").
+SMS_MAX_SEGMENTS_DEFAULT = 10
+#: The highest cap a shop may set; a higher one is no cap at all (None).
+SMS_MAX_SEGMENTS_LIMIT = 10
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Shop:
     """A tenant: one online shop."""
@@ -127,6 +133,10 @@ class Shop:
     quiet_hours: HourRange | None = None  #: the window in which SMS may be sent (e.g. 08-21)
     transactional_obeys_quiet_hours: bool = False
     closed_dates: frozenset[date] = frozenset()
+    #: send Latin letters GSM-7 lacks (ą, č, ş …) as their plain spelling: GSM-7, fewer segments
+    sms_transliterate: bool = False
+    #: an SMS longer than this many segments is held, never sent; None: no cap
+    sms_max_segments: int | None = SMS_MAX_SEGMENTS_DEFAULT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from orderbell.billing import credits
 from orderbell.channels.base import Outcome, OutgoingMessage, Provider
 from orderbell.clock import Clock
-from orderbell.domain import schedule
+from orderbell.domain import schedule, sms_text
 from orderbell.domain.calendar import local
 from orderbell.domain.model import (
     Category,
@@ -152,18 +152,18 @@ class Dispatcher:
         outcomes: list[claims.Outcome] = []
         outgoing: list[OutgoingMessage] = []
         rendered: dict[int, tuple[str | None, str, int | None]] = {}
+        counted: dict[int, int] = {}  #: SMS segments of each message's final text
         attempts: dict[int, int] = {}
         expiry: dict[int, datetime | None] = {}
         for row in rows:
             attempts[row.id] = row.attempts + 1
             expiry[row.id] = row.expires_at
-            decided = self._recheck(row, now)
+            decided = self._recheck(row, now, counted)
             if isinstance(decided, claims.Outcome):
                 outcomes.append(decided)
                 continue
             outgoing.append(decided)
-            segments = analyse(decided.text).segments if decided.channel is Channel.SMS else None
-            rendered[decided.id] = (decided.subject, decided.text, segments)
+            rendered[decided.id] = (decided.subject, decided.text, counted.get(decided.id))
         emails = [m for m in outgoing if m.channel is Channel.EMAIL]
         if emails:
             with self._engine.connect() as conn:
@@ -259,9 +259,12 @@ class Dispatcher:
                 log.warning("metrics_hook_failed", error=type(exc).__name__)
         return routed
 
-    def _recheck(self, row: claims.Claimed, now: datetime) -> claims.Outcome | OutgoingMessage:
+    def _recheck(
+        self, row: claims.Claimed, now: datetime, counted: dict[int, int]
+    ) -> claims.Outcome | OutgoingMessage:
         """Re-check a claimed message just before sending: validity, rule, template,
-        consent, order state, sending window. Returns a final outcome or the message."""
+        consent, order state, sending window, the SMS segment cap. Returns a final outcome
+        or the message (an SMS's segments go into `counted`)."""
 
         def stop(status: MessageStatus, reason: str, **kw: Any) -> claims.Outcome:
             return claims.Outcome(
@@ -283,12 +286,15 @@ class Dispatcher:
             # orderbell's own notice to the shop (e.g. low balance): text fixed when planned
             if not row.recipient:
                 return stop(MessageStatus.SUPPRESSED, "no_recipient: the shop has no address")
+            text = str(context.get("_text", ""))
+            if row.channel == Channel.SMS.value:  # orderbell's own words: sent as written
+                counted[row.id] = analyse(text).segments
             return OutgoingMessage(
                 id=row.id,
                 shop_id=row.shop_id,
                 channel=Channel(row.channel),
                 to=row.recipient,
-                text=str(context.get("_text", "")),
+                text=text,
                 subject=str(context.get("_subject", "")) or None,
                 sender=shop.sms_sender if row.channel == Channel.SMS.value else shop.email_from,
             )
@@ -357,12 +363,18 @@ class Dispatcher:
             )
         except TemplateError as exc:
             return stop(MessageStatus.FAILED, f"render_error: {exc.message}")
+        text = out.text
+        if channel is Channel.SMS:
+            sms = sms_text.decide(shop, text)
+            if sms.hold is not None:  # the reservation is released (credits.settle)
+                return stop(MessageStatus.HELD, sms.hold, segments=sms.segments)
+            text, counted[row.id] = sms.text, sms.segments
         return OutgoingMessage(
             id=row.id,
             shop_id=row.shop_id,
             channel=channel,
             to=recipient,
-            text=out.text,
+            text=text,
             subject=out.subject,
             html=out.html,
             sender=shop.sms_sender if channel is Channel.SMS else shop.email_from,

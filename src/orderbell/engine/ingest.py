@@ -24,8 +24,9 @@ from orderbell.domain.model import (
     MessageStatus,
     OrderEvent,
     OrderSnapshot,
+    Shop,
 )
-from orderbell.domain.segments import analyse
+from orderbell.domain.sms_text import SmsText, decide
 from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
 from orderbell.engine.shop_config import ShopConfig, ShopConfigCache
 from orderbell.errors import Conflict, TemplateError
@@ -322,11 +323,16 @@ class Ingestor:
         reservations: credits.Reservations,
     ) -> dict[str, Any]:
         shop = config.shop
+        sms = self._sms(shop, p, template) if is_pending(p.status) else None
+        capped = sms.hold if sms is not None else None
         price: Quote | None = None
-        if self._billing and is_pending(p.status):
+        if self._billing and is_pending(p.status) and capped is None:
             if not account:
                 account.append(credits.account(conn, shop.id, lock=True))
-            price = self._quote(conn, config, p, template, account[0].plan_id)
+            price = self._quote(conn, config, p, sms, account[0].plan_id)
+        held = {}  # over the cap: held now, nothing reserved (no quote)
+        if capped is not None and sms is not None:
+            held = {"status": MessageStatus.HELD.value, "reason": capped, "segments": sms.segments}
         message_id, hold = credits.insert_funded(
             conn,
             {
@@ -347,6 +353,7 @@ class Ingestor:
                 "attempts": 0,
                 "created_at": now,
                 "updated_at": now,
+                **held,
             },
             quote=price,
             account_cache=account,
@@ -355,6 +362,7 @@ class Ingestor:
             allowances=config.has_packages,
             entries=reservations,
         )
+        hold = capped or hold
         status, reason = (MessageStatus.HELD, hold) if hold else (p.status, p.reason)
         detail = {"event_id": event_id, "rule_id": p.rule.id, "notes": list(p.notes)}
         log.append(
@@ -380,27 +388,31 @@ class Ingestor:
             "cost": fmt(price.cost) if price is not None else None,
         }
 
+    def _sms(self, shop: Shop, p: PlannedMessage, template: TemplateInfo | None) -> SmsText | None:
+        """The SMS the planned message will send, as the worker will send it (None for
+        e-mail, or when it does not render: the worker records that failure)."""
+        if p.channel is not Channel.SMS or template is None or template.source is None:
+            return None
+        try:
+            rendered = self._renderer.render(
+                (template.id, template.version), template.source, p.context
+            )
+        except TemplateError:
+            return None
+        return decide(shop, rendered.text)
+
     def _quote(
         self,
         conn: Connection,
         config: ShopConfig,
         p: PlannedMessage,
-        template: TemplateInfo | None,
+        sms: SmsText | None,
         plan_id: int | None,
     ) -> Quote:
-        """What the planned message will cost: SMS priced per rendered segment."""
-        segments: int | None = None
-        if p.channel is Channel.SMS and template is not None and template.source is not None:
-            try:
-                rendered = self._renderer.render(
-                    (template.id, template.version), template.source, p.context
-                )
-                segments = analyse(rendered.text).segments
-            except TemplateError:
-                segments = None
+        """What the planned message will cost: SMS priced per segment of the text it sends."""
         country = destination_country(p.channel, p.recipient)
         unit = config.unit_price(conn, plan_id, p.channel, country)
-        return priced(unit, p.channel, country, segments)
+        return priced(unit, p.channel, country, sms.segments if sms is not None else None)
 
 
 def is_pending(status: MessageStatus) -> bool:

@@ -32,7 +32,8 @@ from orderbell.domain.model import (
     TemplateKind,
     Trigger,
 )
-from orderbell.domain.segments import SmsInfo, analyse
+from orderbell.domain.segments import SmsInfo
+from orderbell.domain.sms_text import decide
 from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
 from orderbell.errors import InvalidInput, TemplateError
 from orderbell.store import customers as customer_store
@@ -60,15 +61,17 @@ class ManualMessage:
     subject: str | None
     html: str | None
     error: str | None  #: why the template could not be rendered
-    sms: SmsInfo | None
+    sms: SmsInfo | None  #: of the text as sent (transliterated when the shop chose so)
     quote: Quote | None  #: None when the message will not be sent
+    hold: str | None = None  #: why it is held instead (over the shop's segment cap)
 
     @property
     def sendable(self) -> bool:
-        """Will the worker pick it up (not suppressed, expired or unrenderable)?"""
-        return self.error is None and self.planned.status in (
-            MessageStatus.SCHEDULED,
-            MessageStatus.DEFERRED,
+        """Will the worker pick it up (not suppressed, expired, held or unrenderable)?"""
+        return (
+            self.error is None
+            and self.hold is None
+            and self.planned.status in (MessageStatus.SCHEDULED, MessageStatus.DEFERRED)
         )
 
 
@@ -138,16 +141,19 @@ def plan_manual(
             now=now,
         )
         p = planned[0]
-        text = subject = html = error = None
+        text = subject = html = error = hold = None
         sms = None
         try:
             rendered = renderer.render((template["id"], template["version"]), source, p.context)
             text, subject, html = rendered.text, rendered.subject, rendered.html
-            sms = analyse(text) if channel is Channel.SMS else None
+            if channel is Channel.SMS:
+                decided = decide(shop, text)
+                text, sms, hold = decided.text, decided.info, decided.hold
         except TemplateError as exc:
             error = exc.message
         price = None
-        if error is None and p.status in (MessageStatus.SCHEDULED, MessageStatus.DEFERRED):
+        pending = p.status in (MessageStatus.SCHEDULED, MessageStatus.DEFERRED)
+        if error is None and hold is None and pending:
             segments = sms.segments if sms else None
             price = quote(conn, shop.id, plan_id, channel, p.recipient, segments)
         out.append(
@@ -162,6 +168,7 @@ def plan_manual(
                 error=error,
                 sms=sms,
                 quote=price,
+                hold=hold if pending else None,
             )
         )
     return out
@@ -240,6 +247,8 @@ def _store(
     status, reason = p.status, p.reason
     if m.error is not None:
         status, reason = MessageStatus.FAILED, f"render_error: {m.error}"
+    elif m.hold is not None:
+        status, reason = MessageStatus.HELD, m.hold
     elif m.sendable:
         due = reason.removeprefix(f"rule '{p.rule.name}' matched; ")
         reason = f"manual send of template '{template['name']}' by {actor}; {due}"
@@ -263,6 +272,7 @@ def _store(
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
+            "segments": m.sms.segments if m.sms else None,
         },
         quote=m.quote if billing and m.sendable else None,
         account_cache=account_cache,

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from orderbell.api.schemas import PreviewIn
+from orderbell.domain import sms_text
 from orderbell.domain.model import Channel, CustomerInfo, Shop, TemplateKind
-from orderbell.domain.segments import analyse
 from orderbell.integrations.tracking import tracking_url
 from orderbell.store import customers as customer_store
 from orderbell.store import orders as order_store
@@ -21,7 +21,8 @@ from orderbell.templates.validation import render_preview, validate
 def preview(
     conn: Connection, shop: Shop, template: dict[str, Any], data: PreviewIn
 ) -> dict[str, Any]:
-    """Render a stored template; for SMS also the encoding, length and segments."""
+    """Render a stored template; for SMS also the text as sent, its encoding and segments,
+    and the variants as written and transliterated."""
     source = template_store.source(template)
     kind = TemplateKind(template["kind"])
     if data.event_type:
@@ -66,6 +67,6 @@ def preview(
         "sample": data.order_code is None,
     }
     if source.channel is Channel.SMS:
-        info = analyse(rendered.text)
-        out["sms"] = info.as_dict()
+        # as sent under the shop's settings, and both variants: as written and transliterated
+        out["sms"] = sms_text.describe(shop, rendered.text)
     return out

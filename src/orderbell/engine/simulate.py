@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
 from orderbell.billing.prices import quote
 from orderbell.clock import Clock
-from orderbell.domain.model import Channel, CustomerInfo, OrderSnapshot
-from orderbell.domain.segments import analyse
-from orderbell.engine.ingest import event_status, to_event
-from orderbell.engine.planner import plan
+from orderbell.domain import sms_text
+from orderbell.domain.model import Channel, CustomerInfo, MessageStatus, OrderSnapshot, Shop
+from orderbell.engine.ingest import event_status, is_pending, to_event
+from orderbell.engine.planner import PlannedMessage, plan
 from orderbell.engine.shop_config import template_infos
 from orderbell.errors import TemplateError
 from orderbell.store import customers as customer_store
@@ -106,20 +106,7 @@ class Simulator:
                     "notes": list(p.notes),
                 }
                 try:
-                    rendered = self._renderer.render(
-                        (template["id"], template["version"]),
-                        template_store.source(template),
-                        p.context,
-                    )
-                    item.update(text=rendered.text, subject=rendered.subject, html=rendered.html)
-                    segments = None
-                    if p.channel is Channel.SMS:
-                        info = analyse(rendered.text)
-                        item["sms"] = info.as_dict()
-                        segments = info.segments
-                    item["cost"] = quote(
-                        conn, shop_id, plan_id, p.channel, p.recipient, segments
-                    ).as_dict()
+                    self._render(conn, shop, plan_id, p, template, item)
                 except TemplateError as exc:
                     item.update(text=None, error=exc.as_dict()["error"])
                 out.append(item)
@@ -127,3 +114,27 @@ class Simulator:
             "verdicts": [v.as_dict() for v in verdicts],
             "messages": out,
         }
+
+    def _render(
+        self,
+        conn: Connection,
+        shop: Shop,
+        plan_id: int | None,
+        p: PlannedMessage,
+        template: dict[str, Any],
+        item: dict[str, Any],
+    ) -> None:
+        """Fill in a message's text, SMS analysis and cost as ingest and the worker decide
+        them: an SMS over the shop's segment cap is held, not priced."""
+        rendered = self._renderer.render(
+            (template["id"], template["version"]), template_store.source(template), p.context
+        )
+        item.update(text=rendered.text, subject=rendered.subject, html=rendered.html)
+        segments = None
+        if p.channel is Channel.SMS:
+            item["sms"] = sms = sms_text.describe(shop, rendered.text)
+            item["text"], segments = sms["text"], sms["segments"]
+            if sms["hold"] and is_pending(p.status):
+                item.update(status=MessageStatus.HELD.value, reason=sms["hold"], cost=None)
+                return
+        item["cost"] = quote(conn, shop.id, plan_id, p.channel, p.recipient, segments).as_dict()

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select, update
 
-from orderbell.domain.model import PENDING_STATUSES
+from orderbell.domain.model import PENDING_STATUSES, MessageStatus
 from orderbell.errors import NotFound
 from orderbell.store.driver import Driver
 from orderbell.store.schema import (
@@ -83,6 +83,28 @@ def insert(conn: Connection, values: dict[str, Any]) -> int:
     return Driver(conn).insert(
         messages, {**values, "reason": clip(values.get("reason"), REASON_SIZE)}
     )
+
+
+def set_status(
+    conn: Connection,
+    message_id: int,
+    now: datetime,
+    status: MessageStatus,
+    reason: str,
+    due_at: datetime | None = None,
+    **columns: Any,
+) -> None:
+    """Move a message (not leased to a worker) to a status, with a line in its audit trail."""
+    values: dict[str, Any] = {
+        **columns,
+        "status": status.value,
+        "reason": clip(reason, REASON_SIZE),
+        "updated_at": now,
+    }
+    if due_at is not None:
+        values["due_at"] = due_at
+    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+    add_log(conn, [LogEntry(message_id=message_id, at=now, status=status.value, reason=reason)])
 
 
 def next_due(conn: Connection) -> datetime | None:

@@ -15,12 +15,14 @@ from orderbell.domain.model import (
     TimeConditions,
     Trigger,
 )
-from orderbell.errors import NotFound, RuleError
+from orderbell.errors import NotFound, RuleError, TemplateError
 from orderbell.store import templates as template_store
 from orderbell.store.db import new_id
 from orderbell.store.schema import rules
 from orderbell.store.shops import bump_config, hour_range
+from orderbell.store.shops import get as get_shop
 from orderbell.templates.validation import validate
+from orderbell.templates.worst_case import check_cap
 
 
 def to_rule(row_id: int, data: RuleIn) -> Rule:
@@ -69,8 +71,9 @@ def to_rule(row_id: int, data: RuleIn) -> Rule:
     )
 
 
-def _check_template(conn: Connection, shop_id: int, data: RuleIn) -> None:
-    """The template must be the shop's, of the rule's channel, and fit the trigger."""
+def _check_template(conn: Connection, shop_id: int, data: RuleIn, *, linking: bool) -> None:
+    """The template must be the shop's, of the rule's channel, and fit the trigger; a newly
+    linked SMS template must also fit the shop's segment cap (it may predate the cap)."""
     try:
         template = template_store.get(conn, shop_id, data.action.template_id)
     except NotFound:
@@ -82,7 +85,14 @@ def _check_template(conn: Connection, shop_id: int, data: RuleIn) -> None:
             field="action.template_id",
         )
     # Variables not available at the trigger event are refused now, not at send time.
-    validate(template_store.source(template), event_types=[data.trigger.event_type])
+    source = template_store.source(template)
+    validate(source, event_types=[data.trigger.event_type])
+    if linking:
+        try:
+            check_cap(source, get_shop(conn, shop_id))
+        except TemplateError as exc:
+            message = f"template {template['id']}: {exc.message}"
+            raise RuleError(message, field="action.template_id") from None
 
 
 def _columns(data: RuleIn, now: datetime) -> dict[str, Any]:
@@ -100,7 +110,7 @@ def _columns(data: RuleIn, now: datetime) -> dict[str, Any]:
 
 def create(conn: Connection, shop_id: int, data: RuleIn, now: datetime) -> dict[str, Any]:
     """Store a new rule after checking its template."""
-    _check_template(conn, shop_id, data)
+    _check_template(conn, shop_id, data, linking=True)
     rule_id = new_id(
         conn.execute(rules.insert().values(shop_id=shop_id, created_at=now, **_columns(data, now)))
     )
@@ -116,7 +126,8 @@ def patch(
     document = {k: v for k, v in current.items() if k in RuleIn.model_fields}
     document.update(changes.model_dump(mode="json", exclude_unset=True))
     data = RuleIn.model_validate(document)
-    _check_template(conn, shop_id, data)
+    linking = data.action.template_id != current["action"]["template_id"]
+    _check_template(conn, shop_id, data, linking=linking)
     conn.execute(
         update(rules)
         .where(rules.c.id == rule_id, rules.c.shop_id == shop_id)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from orderbell.api.schemas import ShopIn, ShopPatch, parse_clock
 from orderbell.domain import calendar
-from orderbell.domain.model import HourRange, Shop
+from orderbell.domain.model import SMS_MAX_SEGMENTS_DEFAULT, HourRange, Shop
 from orderbell.errors import Conflict, NotFound, Unauthorized
 from orderbell.store.db import new_id
 from orderbell.store.schema import api_keys, shops
@@ -45,7 +45,18 @@ def to_shop(row: Any) -> Shop:
         quiet_hours=hour_range(row.quiet_hours),
         transactional_obeys_quiet_hours=row.transactional_obeys_quiet_hours,
         closed_dates=frozenset(date.fromisoformat(d) for d in row.closed_dates or ()),
+        **sms_settings(row),
     )
+
+
+def sms_settings(row: Any) -> dict[str, Any]:
+    """The shop's SMS text settings from its settings JSON, defaults filled in."""
+    settings = row.settings or {}
+    return {
+        "sms_transliterate": bool(settings.get("sms_transliterate", False)),
+        # a stored null is the shop's choice of no cap; a missing key is the default cap
+        "sms_max_segments": settings.get("sms_max_segments", SMS_MAX_SEGMENTS_DEFAULT),
+    }
 
 
 def shop_json(row: Any) -> dict[str, Any]:
@@ -66,6 +77,7 @@ def shop_json(row: Any) -> dict[str, Any]:
         "transactional_obeys_quiet_hours": row.transactional_obeys_quiet_hours,
         "closed_dates": list(row.closed_dates or ()),
         "stop_scope": (row.settings or {}).get("stop_scope", "marketing"),
+        **sms_settings(row),
         "created_at": row.created_at.isoformat(),
     }
 
@@ -99,16 +111,27 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Shop settings kept in the shops.settings JSON column (no column of their own).
-SETTINGS_KEYS = ("email_from_name", "email_reply_to", "stop_scope")
+SETTINGS_KEYS = (
+    "email_from_name",
+    "email_reply_to",
+    "stop_scope",
+    "sms_transliterate",
+    "sms_max_segments",
+)
+#: Settings whose null is a value of its own (no cap), kept rather than reset to the default.
+NULLABLE_SETTINGS = frozenset({"sms_max_segments"})
+#: Settings that change the SMS text a shop sends: changing them may release held messages.
+SMS_SETTINGS = frozenset({"sms_transliterate", "sms_max_segments"})
 
 
 def _split_settings(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Move SETTINGS_KEYS out of `values` into a new settings dict (None removes a key)."""
+    """Move SETTINGS_KEYS out of `values` into a new settings dict (None removes a key,
+    except for NULLABLE_SETTINGS, where it is stored)."""
     settings = dict(current)
     for key in SETTINGS_KEYS:
         if key in values:
             value = values.pop(key)
-            if value is None:
+            if value is None and key not in NULLABLE_SETTINGS:
                 settings.pop(key, None)
             else:
                 settings[key] = value

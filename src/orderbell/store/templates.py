@@ -13,8 +13,10 @@ from orderbell.errors import InvalidInput, NotFound
 from orderbell.store.db import new_id
 from orderbell.store.schema import rules, template_versions, templates
 from orderbell.store.shops import bump_config
+from orderbell.store.shops import get as get_shop
 from orderbell.templates.sandbox import TemplateSource
 from orderbell.templates.validation import validate
+from orderbell.templates.worst_case import check_cap
 
 
 def source_of(data: TemplateIn) -> TemplateSource:
@@ -37,7 +39,9 @@ def _trigger_events(conn: Connection, shop_id: int, template_id: int) -> set[str
 
 def create(conn: Connection, shop_id: int, data: TemplateIn, now: datetime) -> dict[str, Any]:
     """Validate and store a new template at version 1."""
-    validate(source_of(data))
+    source = source_of(data)
+    validate(source)
+    check_cap(source, get_shop(conn, shop_id))
     template_id = new_id(
         conn.execute(
             templates.insert().values(
@@ -74,7 +78,9 @@ def save_version(
     current = get(conn, shop_id, template_id)
     if data.channel.value != current["channel"] or data.kind.value != current["kind"]:
         raise InvalidInput("channel and kind of a template cannot change", field="channel")
-    validate(source_of(data), event_types=_trigger_events(conn, shop_id, template_id) or None)
+    source = source_of(data)
+    validate(source, event_types=_trigger_events(conn, shop_id, template_id) or None)
+    check_cap(source, get_shop(conn, shop_id))
     version = current["version"] + 1
     conn.execute(
         template_versions.insert().values(

@@ -27,6 +27,7 @@ from orderbell.domain.model import (
     Shop,
     TemplateKind,
 )
+from orderbell.domain.sms_text import Charset
 from orderbell.integrations.tracking import tracking_url as carrier_tracking_url
 
 CUSTOM_EVENTS = CUSTOM_EVENT_PREFIX + "*"  #: in ``Variable.events``: every ``custom.<name>``
@@ -34,12 +35,21 @@ CUSTOM_EVENTS = CUSTOM_EVENT_PREFIX + "*"  #: in ``Variable.events``: every ``cu
 
 @dataclass(frozen=True, slots=True)
 class Variable:
-    """One documented template variable."""
+    """One documented template variable.
+
+    `max_length` and `charset` are what a template's worst case counts for it when the
+    template is saved (``templates/worst_case.py``). For a value bounded by our own input
+    limits or formatting they are its real bounds; for free text (names, product names) they
+    are a budget: a longer value is still accepted, and the message it makes is held at send
+    time if it passes the shop's segment cap.
+    """
 
     name: str
     description: str
     example: str
     events: frozenset[str] | None = None  #: None = available at every event
+    max_length: int = 100  #: characters counted in a template's worst case
+    charset: Charset = Charset.LATIN  #: which characters its value may carry
 
 
 _SHIPPING = frozenset(
@@ -51,8 +61,12 @@ _SHIPPING = frozenset(
     }
 )
 
-_CUSTOMER_NAME = Variable("customer_name", "The customer's full name", "Anna Kowalska")
-_SHOP_NAME = Variable("shop_name", "The shop's name", "Kwiaciarnia Róża")
+# Worst-case lengths: names 100 (a budget: the API takes 200, longer names are rare and are
+# caught at send time), first names 50; the shop's name is known when a template is saved.
+_CUSTOMER_NAME = Variable(
+    "customer_name", "The customer's full name", "Anna Kowalska", max_length=100
+)
+_SHOP_NAME = Variable("shop_name", "The shop's name", "Kwiaciarnia Róża", max_length=200)
 
 
 def _table(*items: Variable) -> Mapping[str, Variable]:
@@ -62,36 +76,81 @@ def _table(*items: Variable) -> Mapping[str, Variable]:
 _CATALOGUE: Mapping[TemplateKind, Mapping[str, Variable]] = {
     TemplateKind.ORDER: _table(
         _CUSTOMER_NAME,
-        Variable("customer_first_name", "The customer's first name", "Anna"),
+        Variable("customer_first_name", "The customer's first name", "Anna", max_length=50),
         _SHOP_NAME,
-        Variable("order_code", "The order number the customer sees", "ZK-10482"),
-        Variable("order_total", "The order total with currency, in the locale", "129,90 zł"),
-        Variable("payment_method", "How the customer pays", "cash on delivery"),
-        Variable("courier", "The courier's name", "InPost", _SHIPPING),
-        Variable("tracking_number", "The parcel's tracking number", "6800123456789", _SHIPPING),
+        # platform order numbers ("#1001", "ZK-10482") are short ASCII; 64 is generous
+        Variable(
+            "order_code",
+            "The order number the customer sees",
+            "ZK-10482",
+            max_length=64,
+            charset=Charset.GSM,
+        ),
+        # up to 1e12 with decimals, grouping and the currency as the locale writes it
+        Variable(
+            "order_total",
+            "The order total with currency, in the locale",
+            "129,90 zł",
+            max_length=32,
+        ),
+        Variable("payment_method", "How the customer pays", "cash on delivery", max_length=50),
+        Variable(
+            "product_name",
+            "The product ordered (the event's data.product_name), free text",
+            "Bukiet 21 róż",
+            max_length=100,
+            charset=Charset.ANY,
+        ),
+        Variable("courier", "The courier's name", "InPost", _SHIPPING, max_length=50),
+        # the longest common formats: USPS 34 digits, InPost 24, UPS 18
+        Variable(
+            "tracking_number",
+            "The parcel's tracking number",
+            "6800123456789",
+            _SHIPPING,
+            max_length=40,
+            charset=Charset.GSM,
+        ),
+        # carriers' pages we build are under 100 characters; platforms' own links run longer
         Variable(
             "tracking_url",
             "The courier's tracking page for the parcel",
             "https://inpost.pl/sledzenie-przesylek?number=6800123456789",
             _SHIPPING,
+            max_length=300,
+            charset=Charset.GSM,
         ),
+        # a medium date and a short time in any locale ("12 paź 2025, 14:30")
         Variable(
             "estimated_delivery",
             "The expected delivery date and time, in the shop's time zone",
             "12 mar 2025, 14:30",
+            max_length=40,
         ),
-        Variable("preparation_time", "How long the order takes to prepare", "30 min"),
-        Variable("status", "The order's current status", "shipped"),
+        Variable(
+            "preparation_time", "How long the order takes to prepare", "30 min", max_length=20
+        ),
+        # statuses are at most 64 characters (the API's limit)
+        Variable("status", "The order's current status", "shipped", max_length=64),
     ),
     TemplateKind.CAMPAIGN: _table(
-        Variable("promotion_name", "The promotion's name", "Spring sale"),
-        Variable("promo_code", "The discount code", "SPRING20"),
+        Variable(
+            "promotion_name",
+            "The promotion's name",
+            "Spring sale",
+            max_length=100,
+            charset=Charset.ANY,
+        ),
+        Variable("promo_code", "The discount code", "SPRING20", max_length=32, charset=Charset.GSM),
         _CUSTOMER_NAME,
         _SHOP_NAME,
+        # {public_url}/u/ and a token of about 60 characters
         Variable(
             "unsubscribe_url",
             "The link to stop marketing e-mail (e-mail campaigns)",
             "https://example.com/u/abc123",
+            max_length=200,
+            charset=Charset.GSM,
         ),
     ),
 }
@@ -265,6 +324,7 @@ def sample_context(kind: TemplateKind, shop: Shop) -> dict[str, str]:
     customer = CustomerInfo(name=_SAMPLE_PEOPLE.get(loc.language, "Jane Doe"))
     url = carrier_tracking_url(courier, number, country=shop.country, locale=str(loc))
     extra = {
+        "product_name": "Bukiet 21 róż" if loc.language == "pl" else "Gift box",
         "promotion_name": "Spring sale",
         "promo_code": "SPRING20",
         "unsubscribe_url": f"https://example.com/unsubscribe/{shop.slug}",

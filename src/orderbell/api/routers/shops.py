@@ -39,9 +39,13 @@ def get_shop(conn: Read, shop: ShopId) -> Any:
 
 @router.patch("/shop")
 def patch_shop(svc: ServicesDep, shop: ShopId, body: ShopPatch) -> Any:
-    """Change the calling shop's settings."""
+    """Change the calling shop's settings; SMS held over the segment cap that fit the new SMS
+    settings are released."""
     with svc.engine.begin() as conn:
-        return shop_store.shop_json(shop_store.patch(conn, shop, body))
+        row = shop_store.patch(conn, shop, body)
+        if body.model_fields_set & shop_store.SMS_SETTINGS:
+            svc.release_segment_holds(conn, shop_store.to_shop(row), actor="api")
+        return shop_store.shop_json(row)
 
 
 @router.get("/api-keys")

@@ -1,4 +1,5 @@
-"""Settings: shop details, timezone, holidays and closed dates, quiet hours, API keys.
+"""Settings: shop details, timezone, holidays and closed dates, quiet hours, SMS text
+(transliteration, segment cap), API keys.
 
 Providers (`pages/providers.py`) and users with your own password (`pages/users.py`) have
 their own pages.
@@ -32,7 +33,14 @@ def _state(row: Any) -> dict[str, Any]:
         "quiet_hours": row.quiet_hours or "",
         "transactional_obeys_quiet_hours": row.transactional_obeys_quiet_hours,
         "closed_dates": "\n".join(row.closed_dates or ()),
+        **_sms_state(row),
     }
+
+
+def _sms_state(row: Any) -> dict[str, Any]:
+    sms = shop_store.sms_settings(row)
+    cap = sms["sms_max_segments"]
+    return {**sms, "sms_max_segments": "" if cap is None else str(cap)}
 
 
 def _holidays(country: str, start: date, days: int = 365) -> list[tuple[date, str]]:
@@ -84,6 +92,8 @@ def _patch_doc(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
     state: dict[str, Any] = {k: form.get(k).strip() for k in (*SHOP_FIELDS, "quiet_hours")}
     state["transactional_obeys_quiet_hours"] = form.flag("transactional_obeys_quiet_hours")
     state["closed_dates"] = form.get("closed_dates")
+    state["sms_transliterate"] = form.flag("sms_transliterate")
+    state["sms_max_segments"] = cap = form.get("sms_max_segments").strip()
     dates = [d.strip() for d in state["closed_dates"].replace(",", "\n").split("\n") if d.strip()]
     doc: dict[str, Any] = {
         "name": state["name"],
@@ -96,6 +106,9 @@ def _patch_doc(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
         "quiet_hours": state["quiet_hours"] or None,
         "transactional_obeys_quiet_hours": state["transactional_obeys_quiet_hours"],
         "closed_dates": dates,
+        "sms_transliterate": state["sms_transliterate"],
+        # empty: no cap; anything but digits is left for the model to refuse, naming the field
+        "sms_max_segments": (int(cap) if cap.isdecimal() else cap) if cap else None,
     }
     return state, doc
 
@@ -129,7 +142,8 @@ def save_shop(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
     if not errors:
         try:
             with svc.engine.begin() as conn:
-                shop_store.patch(conn, me.shop_id, data)
+                row = shop_store.patch(conn, me.shop_id, data)
+                svc.release_segment_holds(conn, shop_store.to_shop(row), actor=f"admin:{me.email}")
         except OrderbellError as exc:
             errors.add_orderbell(exc)
     if errors:

@@ -12,13 +12,15 @@ from sqlalchemy import Connection
 from orderbell.api.schemas import TemplateIn
 from orderbell.billing import credits
 from orderbell.billing.prices import quote
+from orderbell.domain import sms_text
 from orderbell.domain.model import Channel, Shop, TemplateKind
-from orderbell.domain.segments import analyse, is_gsm7, transliterate
+from orderbell.domain.segments import is_gsm7
 from orderbell.errors import OrderbellError, TemplateError
 from orderbell.store import shops as shop_store
 from orderbell.store import templates as template_store
 from orderbell.templates.catalogue import sample_context, variables
 from orderbell.templates.validation import render_preview
+from orderbell.templates.worst_case import worst_case
 from orderbell.web.core import Me, Posted, Svc, redirect, render
 from orderbell.web.forms import Errors, Form
 
@@ -123,20 +125,24 @@ def highlight(text: str) -> list[tuple[str, bool]]:
 
 
 def preview_of(conn: Connection, shop: Shop, state: dict[str, Any]) -> dict[str, Any]:
-    """Render an unsaved template with sample data: text, SMS analysis, cost estimate."""
+    """Render an unsaved template with sample data: text, SMS analysis (as sent, as written,
+    transliterated), the worst case against the cap, cost estimate."""
     data = to_input(state)
-    rendered = render_preview(template_store.source_of(data), sample_context(data.kind, shop))
+    source = template_store.source_of(data)
+    rendered = render_preview(source, sample_context(data.kind, shop))
     out: dict[str, Any] = {"rendered": rendered, "channel": data.channel.value}
     segments = None
     recipient = None
     if data.channel is Channel.SMS:
-        info = analyse(rendered.text)
-        segments = info.segments
+        out["sms"] = sms = sms_text.describe(shop, rendered.text)
+        segments = sms["segments"]
         recipient = _example_phone(shop.country)
-        out["sms"] = info
-        out["runs"] = highlight(rendered.text)
-        if info.unicode_chars:
-            out["plain"] = analyse(transliterate(rendered.text))
+        out["runs"] = highlight(sms["text"])
+        out["written_runs"] = highlight(rendered.text)
+        try:
+            out["worst"] = worst_case(source, shop)
+        except TemplateError as exc:
+            out["worst_error"] = exc.message
     plan_id = credits.account(conn, shop.id).plan_id
     out["quote"] = quote(conn, shop.id, plan_id, data.channel, recipient, segments)
     out["country"] = shop.country
