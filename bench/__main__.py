@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from bench.backlog import backlog_figures
 from bench.common import Figure, print_table
 from bench.gateways import egress_figures, pacing_figures
 from bench.ingest import ingest_figures
@@ -25,6 +26,9 @@ from bench.smtp import smtp_figure
 from bench.workers import worker_figures
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The backlog figures: batches of 100 claimed per run, runs, next-due lookups timed.
+CLAIMS = {"batches": 50, "runs": 3, "lookups": 200}
+QUICK_CLAIMS = {"batches": 20, "runs": 1, "lookups": 50}
 
 
 def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
@@ -39,6 +43,10 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "egress": lambda: egress_figures(count=1_000, runs=1),
             "pacing": lambda: pacing_figures(seconds=3),
             "workers": lambda: worker_figures(count=2_000, runs=1, per_s=100, seconds=2),
+            "backlog": lambda: [
+                *backlog_figures("sqlite", pending=100_000, history=100_000, **QUICK_CLAIMS),
+                *backlog_figures("postgresql", pending=100_000, history=100_000, **QUICK_CLAIMS),
+            ],
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
@@ -49,6 +57,10 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=20),
         "workers": lambda: worker_figures(count=10_000, runs=3, per_s=300, seconds=5),
+        "backlog": lambda: [
+            *backlog_figures("sqlite", pending=1_000_000, history=1_000_000, **CLAIMS),
+            *backlog_figures("postgresql", pending=5_000_000, history=2_000_000, **CLAIMS),
+        ],
     }
 
 
@@ -59,7 +71,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["render", "pipeline", "ingest", "pricing", "smtp", "egress", "pacing", "workers"],
+        choices=list(suites(quick=False)),
     )
     args = parser.parse_args()
     # In-process runs log warnings only (the ingest server logs as configured, to a file).

@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
-from bench.common import Figure, median
+from bench.common import Figure, bench_shops, median
 from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
 from orderbell.channels.console import ConsoleProvider
 from orderbell.compose import build
@@ -63,17 +63,7 @@ def seed(url: str, count: int, *, shops_count: int = 1) -> None:
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(messages.delete())
-        ids = list(conn.execute(select(shops.c.id)).scalars())
-        for i in range(len(ids), shops_count):
-            ids.append(
-                conn.execute(
-                    shops.insert().values(
-                        name=f"b{i}", slug=f"b{i}", timezone="UTC", country="US",
-                        locale="en", currency="USD", closed_dates=[], settings={},
-                        transactional_obeys_quiet_hours=False, created_at=now,
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-            )  # fmt: skip
+        ids = bench_shops(conn, shops_count, now)
         rows = [
             {
                 "shop_id": ids[i % shops_count], "channel": "sms", "category": "transactional",
