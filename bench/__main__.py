@@ -56,7 +56,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
         "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=20),
-        "workers": lambda: worker_figures(count=10_000, runs=3, per_s=300, seconds=5),
+        "workers": lambda: worker_figures(count=10_000, runs=3, per_s=1_000, seconds=5),
         "backlog": lambda: [
             *backlog_figures("sqlite", pending=1_000_000, history=1_000_000, **CLAIMS),
             *backlog_figures("postgresql", pending=5_000_000, history=2_000_000, **CLAIMS),
