@@ -20,6 +20,7 @@ from bench.backlog import backlog_figures
 from bench.common import Figure, print_table
 from bench.gateways import egress_figures, pacing_figures
 from bench.ingest import ingest_figures
+from bench.memory import memory_figures
 from bench.pipeline import pipeline_figure, pricing_figure
 from bench.render import render_figure
 from bench.smtp import smtp_figure
@@ -47,6 +48,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
                 *backlog_figures("sqlite", pending=100_000, history=100_000, **QUICK_CLAIMS),
                 *backlog_figures("postgresql", pending=100_000, history=100_000, **QUICK_CLAIMS),
             ],
+            "memory": lambda: memory_figures(events=200, count=1_000, runs=1),
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
@@ -61,6 +63,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             *backlog_figures("sqlite", pending=1_000_000, history=1_000_000, **CLAIMS),
             *backlog_figures("postgresql", pending=5_000_000, history=2_000_000, **CLAIMS),
         ],
+        "memory": lambda: memory_figures(events=2_000, count=10_000, runs=3),
     }
 
 

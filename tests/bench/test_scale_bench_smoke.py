@@ -4,8 +4,10 @@ No speed or size is asserted."""
 from __future__ import annotations
 
 import math
+import os
 
 from bench.backlog import DUE_NOW, backlog_figures
+from bench.memory import resident_kb
 
 
 def test_backlog_benchmark_claims_from_both_outboxes() -> None:
@@ -17,3 +19,8 @@ def test_backlog_benchmark_claims_from_both_outboxes() -> None:
         assert figure.baseline > 0 and math.isfinite(figure.baseline), figure
     assert len(claim.notes["large_runs"]) == len(claim.notes["young_runs"]) == 1
     assert claim.notes["claim_plan_indexes"]
+
+
+def test_resident_memory_is_read_from_proc() -> None:
+    kb = resident_kb(os.getpid())
+    assert 0 < kb["VmRSS"] <= kb["VmHWM"]
