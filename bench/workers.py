@@ -195,8 +195,8 @@ def worker_figures(count: int, runs: int, per_s: int, seconds: float) -> list[Fi
             results["w2"].append(ours(url, count, 2, folder))
             results["w4"].append(ours(url, count, 4, folder))
         latency = handoff_figure(url, per_s=per_s, seconds=seconds, runs=runs)
-    with database() as peer_url:
-        for _ in range(runs):
+    for _ in range(runs):  # a fresh database each: procrastinate's schema is applied once
+        with database() as peer_url:
             results["peer"].append(procrastinate_rate(peer_url, count))
     raw, w1, w2, w4, peer = (median(results[k]) for k in ("raw", "w1", "w2", "w4", "peer"))
     notes = {"count": count, "runs": runs, "cpus": os.cpu_count()}
