@@ -16,16 +16,21 @@ from pathlib import Path
 
 import structlog
 
+from bench.backlog import backlog_figures
 from bench.common import Figure, print_table
 from bench.gateways import egress_figures, pacing_figures
 from bench.ingest import ingest_figures
 from bench.kannel import kannel_figures
+from bench.memory import memory_figures
 from bench.pipeline import pipeline_figure, pricing_figure
 from bench.render import render_figure
 from bench.smtp import smtp_figure
 from bench.workers import worker_figures
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The backlog figures: batches of 100 claimed per run, runs, next-due lookups timed.
+CLAIMS = {"batches": 50, "runs": 3, "lookups": 200}
+QUICK_CLAIMS = {"batches": 20, "runs": 1, "lookups": 50}
 
 
 def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
@@ -41,6 +46,11 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "pacing": lambda: pacing_figures(seconds=3),
             "workers": lambda: worker_figures(count=2_000, runs=1, per_s=100, seconds=2),
             "kannel": lambda: kannel_figures(count=300, runs=1),
+            "backlog": lambda: [
+                *backlog_figures("sqlite", pending=100_000, history=100_000, **QUICK_CLAIMS),
+                *backlog_figures("postgresql", pending=100_000, history=100_000, **QUICK_CLAIMS),
+            ],
+            "memory": lambda: memory_figures(events=200, count=1_000, runs=1),
         }
     return {
         "render": lambda: [render_figure(count=50_000, runs=5)],
@@ -50,8 +60,13 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
         "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=60),  # the issue: accuracy over 60 s
-        "workers": lambda: worker_figures(count=10_000, runs=3, per_s=300, seconds=5),
+        "workers": lambda: worker_figures(count=10_000, runs=3, per_s=1_000, seconds=5),
         "kannel": lambda: kannel_figures(count=2_000, runs=3),
+        "backlog": lambda: [
+            *backlog_figures("sqlite", pending=1_000_000, history=1_000_000, **CLAIMS),
+            *backlog_figures("postgresql", pending=5_000_000, history=2_000_000, **CLAIMS),
+        ],
+        "memory": lambda: memory_figures(events=2_000, count=10_000, runs=3),
     }
 
 

@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, select
+
 from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.clock import ManualClock
 from orderbell.compose import Services, build
 from orderbell.domain.model import Channel
 from orderbell.settings import Settings
+from orderbell.store.schema import shops
 
 #: The benchmarks' clock: Friday 2026-11-20 12:00 in Istanbul (inside the demo quiet hours).
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -100,9 +103,25 @@ def services(folder: Path, *, billing: bool = True, batch: int = 100) -> Service
     return build(settings, clock=ManualClock(NOW), providers=providers)
 
 
+def bench_shops(conn: Connection, count: int, now: datetime) -> list[int]:
+    """The ids of `count` plain shops (UTC, no quiet hours), created as far as missing."""
+    ids = list(conn.execute(select(shops.c.id).order_by(shops.c.id)).scalars())
+    for i in range(len(ids), count):
+        ids.append(
+            conn.execute(
+                shops.insert().values(
+                    name=f"b{i}", slug=f"b{i}", timezone="UTC", country="US", locale="en",
+                    currency="USD", closed_dates=[], settings={},
+                    transactional_obeys_quiet_hours=False, created_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        )  # fmt: skip
+    return ids[:count]
+
+
 def _number(value: float, unit: str) -> str:
     if unit == "ms":
-        return f"{value:,.1f}"
+        return f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
     return f"{value:,.0f}"
 
 

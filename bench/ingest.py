@@ -59,7 +59,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ready(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a server answers GET /readyz with 200."""
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=1) as r:
             return bool(r.status == 200)
@@ -86,7 +87,7 @@ def servers(folder: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]
         ready: list[Server] = []
         deadline = time.monotonic() + 60
         for kind, proc, url in started:
-            while not _ready(url):
+            while not answers(url):
                 if proc.poll() is not None:
                     tail = (folder / f"{kind}.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"the {kind} server exited:\n{tail}")
@@ -101,10 +102,10 @@ def servers(folder: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]
         yield ready[0], ready[1]
     finally:
         for _, proc, _ in started:
-            _stop(proc)
+            stop(proc)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the pid (uvicorn finishes what it has in hand), SIGKILL after 15 s."""
     if proc.poll() is not None:
         return

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store import claims
+from orderbell.store import messages as message_store
 from orderbell.store.schema import messages, shops
 
 
@@ -85,6 +86,27 @@ def test_a_batch_is_shared_round_robin_between_shops_due_together(
     while batch := claim(services, clock, 50):
         everything.extend(batch)
     assert sorted(everything) == sorted(a | b) and len(set(everything)) == len(everything)
+
+
+def test_next_due_is_the_earliest_pending_message_of_any_category(
+    services: Services, clock: ManualClock
+) -> None:
+    def next_due() -> object:
+        with services.engine.connect() as conn:
+            return message_store.next_due(conn)
+
+    assert next_due() is None
+    a = shop(services, clock, "next")
+    add(services, clock, a, 3, "transactional", first_due=timedelta(hours=2),
+        step=timedelta(minutes=1))  # fmt: skip
+    add(services, clock, a, 3, "marketing", first_due=timedelta(hours=1),
+        step=timedelta(minutes=1))  # fmt: skip
+    assert next_due() == clock.now() + timedelta(hours=1)
+    with services.engine.begin() as conn:  # sent messages are not waiting for anything
+        conn.execute(
+            messages.update().where(messages.c.category == "marketing").values(status="sent")
+        )
+    assert next_due() == clock.now() + timedelta(hours=2)
 
 
 def test_round_robin_keeps_due_order_within_a_shop() -> None:

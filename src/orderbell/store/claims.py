@@ -3,8 +3,8 @@
 This is the dispatcher's hot path, so the statements run on the driver's cursor
 (:mod:`orderbell.store.driver`): one code path for SQLite and PostgreSQL, with
 ``FOR UPDATE SKIP LOCKED`` added on PostgreSQL. Due rows are found through the partial
-indexes on pending messages; the status list is spelled as a literal so the planner sees
-that the query implies the index's condition.
+index on pending messages by (category, due_at), one range per category; the status list
+is spelled as a literal so the planner sees that the query implies the index's condition.
 """
 
 from __future__ import annotations

@@ -7,26 +7,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
-from orderbell.domain.model import PENDING_STATUSES, MessageStatus
+from orderbell.domain.model import PENDING_STATUSES, Category, MessageStatus
 from orderbell.errors import NotFound
 from orderbell.store.driver import Driver
 from orderbell.store.schema import (
-    UtcDateTime,
     attempts,
     message_log,
     messages,
 )
 
 PENDING = sorted(s.value for s in PENDING_STATUSES)
-#: The pending statuses exactly as the partial index ix_messages_pending_due spells them.
+#: The pending statuses exactly as the partial index ix_messages_pending_category_due spells
+#: them.
 #: Rendered as literals: SQLite (and PostgreSQL's generic plans) only use a partial index when
 #: the query's WHERE visibly implies the index's, so bound parameters (or another order) turn
 #: the claim into a scan and sort of the whole outbox, sent messages included.
 _PENDING_INDEXED = ("scheduled", "deferred")
 if set(_PENDING_INDEXED) != set(PENDING):  # pragma: no cover - a new pending status
-    raise RuntimeError("ix_messages_pending_due must list every pending status")
+    raise RuntimeError("ix_messages_pending_category_due must list every pending status")
 
 
 def _is_pending() -> Any:
@@ -107,12 +107,26 @@ def set_status(
     add_log(conn, [LogEntry(message_id=message_id, at=now, status=status.value, reason=reason)])
 
 
+#: The earliest pending message of each category: one probe of the pending index, which is
+#: ordered by (category, due_at), per category. Scalar subqueries with ORDER BY ... LIMIT 1
+#: cost PostgreSQL less planning than min() aggregates (each lookup is planned afresh: a
+#: rollback drops psycopg's prepared statements).
+_FIRST_DUE = select(
+    *(
+        select(messages.c.due_at)
+        .where(_is_pending(), messages.c.category == category.value)
+        .order_by(messages.c.due_at)
+        .limit(1)
+        .scalar_subquery()
+        for category in Category
+    )
+)
+
+
 def next_due(conn: Connection) -> datetime | None:
     """The earliest due time among pending messages (for the worker's sleep)."""
-    value = conn.execute(select(func.min(messages.c.due_at)).where(_is_pending())).scalar()
-    if value is None:
-        return None
-    return UtcDateTime().process_result_value(value, conn.dialect)
+    firsts = [value for value in conn.execute(_FIRST_DUE).one() if value is not None]
+    return min(firsts, default=None)
 
 
 def get(conn: Connection, shop_id: int, message_id: int) -> dict[str, Any]:

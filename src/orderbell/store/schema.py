@@ -258,14 +258,10 @@ messages = Table(
     Column("ambiguous", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("event_id", "rule_id", name="uq_messages_event_rule"),
 )
-# The claim query walks pending messages by due time; a partial index keeps it small.
-Index(
-    "ix_messages_pending_due",
-    messages.c.due_at,
-    sqlite_where=messages.c.status.in_(["scheduled", "deferred"]),
-    postgresql_where=messages.c.status.in_(["scheduled", "deferred"]),
-)
-# The fair claim walks due messages per category (transactional before marketing).
+# The fair claim walks due messages per category (transactional before marketing); a
+# partial index keeps it small. It is the only index on pending due times (migration 0007):
+# given a second one on due_at alone, PostgreSQL took the claim through that and filtered
+# on category, walking a due campaign to find the order updates.
 Index(
     "ix_messages_pending_category_due",
     messages.c.category,
