@@ -110,11 +110,9 @@ class Driver:
     def insert(self, table: Table, values: Mapping[str, Any]) -> int:
         """Insert one row (column defaults applied); returns its id."""
         shape = _insert_shape(table, tuple(values))
-        params = [convert(self, values[k]) for k, convert in shape.given]
-        params.extend(convert(self, default()) for default, convert in shape.defaults)
         cur = self._raw.cursor()
         try:
-            cur.execute(self._sql(shape.sql), params)
+            cur.execute(self._sql(shape.sql), shape.params(self, values))
             new: tuple[Any, ...] = cur.fetchone()
             return int(new[0])
         finally:
@@ -125,16 +123,7 @@ class Driver:
         if not rows:
             return
         shape = _insert_shape(table, tuple(rows[0]))
-        self.executemany(
-            shape.sql_many,
-            [
-                [
-                    *(convert(self, row[k]) for k, convert in shape.given),
-                    *(convert(self, default()) for default, convert in shape.defaults),
-                ]
-                for row in rows
-            ],
-        )
+        self.executemany(shape.sql_many, [shape.params(self, row) for row in rows])
 
     def update(self, table: Table, row_id: int, values: Mapping[str, Any]) -> None:
         """Set columns of one row by id."""
@@ -236,39 +225,53 @@ def _converters(table: Table) -> dict[str, tuple[In, Out]]:
     return out
 
 
-def _default_value(default: Any) -> Callable[[], Any] | None:
-    """A column's Python-side default as a function of nothing (None: not one we apply)."""
+def _default_value(default: Any) -> Any:
+    """A column's Python-side default value (the schema's are constants: 0, True, dict...)."""
     arg = getattr(default, "arg", None)
     if getattr(default, "is_scalar", False):
-        return lambda: arg
+        return arg
     if getattr(default, "is_callable", False) and callable(arg):
-        return lambda: arg(None)
-    return None
+        return arg(None)
+    raise TypeError(f"a default the driver cannot apply: {default!r}")  # pragma: no cover
 
 
 class _InsertShape:
+    """An INSERT for one set of given columns: its SQL and how its parameters are made."""
+
     def __init__(self, table: Table, keys: tuple[str, ...]) -> None:
         converters = _converters(table)
         unknown = [k for k in keys if k not in converters]
         if unknown:
             raise KeyError(f"{table.name} has no column {unknown[0]!r}")
-        self.given = [(k, converters[k][0]) for k in keys]
-        self.defaults: list[tuple[Callable[[], Any], In]] = []
+        #: given columns whose values need converting (the others go in as they are)
+        self.converted = [
+            (i, k, converters[k][0]) for i, k in enumerate(keys) if converters[k][0] is not _plain
+        ]
+        self.keys = keys
+        self.defaults: list[tuple[Any, In]] = []
         names = list(keys)
         for column in table.columns:
-            default = column.default
-            if column.name in keys or default is None or column.primary_key:
+            if column.name in keys or column.default is None or column.primary_key:
                 continue
-            value = _default_value(default)
-            if value is None:  # pragma: no cover - no other kinds of default in the schema
-                continue
-            self.defaults.append((value, converters[column.name][0]))
+            self.defaults.append((_default_value(column.default), converters[column.name][0]))
             names.append(column.name)
+        self._default_params: dict[bool, list[Any]] = {}
         self.sql_many = (
             f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 - schema names
             f"VALUES ({marks(len(names))})"
         )
         self.sql = f"{self.sql_many} RETURNING id"
+
+    def params(self, db: Driver, values: Mapping[str, Any]) -> list[Any]:
+        """The parameters of one row, in column order."""
+        out = [values[k] for k in self.keys]
+        for i, k, convert in self.converted:
+            out[i] = convert(db, values[k])
+        defaults = self._default_params.get(db.sqlite)
+        if defaults is None:  # the same on every row: converted once per dialect
+            defaults = [convert(db, value) for value, convert in self.defaults]
+            self._default_params[db.sqlite] = defaults
+        return out + defaults
 
 
 @lru_cache(maxsize=256)
