@@ -8,16 +8,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from orderbell.billing import credits
 from orderbell.channels.base import OutgoingMessage, Provider, SendResult
 from orderbell.compose import Services
-from orderbell.store.schema import allowance_buckets, credit_accounts, ledger
+from orderbell.store.schema import allowance_buckets, credit_accounts, ledger, shops
 
 
 def template(
@@ -137,3 +138,17 @@ def assert_buckets_add_up(conn: Connection) -> None:
             )
         ).scalar_one()
         assert int(units) == bucket.remaining >= 0
+
+
+def bare_shop(engine: Engine, slug: str, now: datetime, **settings: Any) -> int:
+    """A shop row written directly (UTC, no quiet hours), for tests of the storage layer."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                shops.insert().values(
+                    name=slug, slug=slug, timezone="UTC", country="US", locale="en",
+                    currency="USD", closed_dates=[], settings=settings,
+                    transactional_obeys_quiet_hours=False, created_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        )  # fmt: skip

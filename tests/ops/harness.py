@@ -21,9 +21,10 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from tests.conftest import UNDER_CI
 from tests.ops.gateway import URL_VARIABLE
+from tests.support import bare_shop
 
 from orderbell.store.db import make_engine, migrate
-from orderbell.store.schema import ledger, messages, shops
+from orderbell.store.schema import ledger, messages
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin" / "orderbell"
@@ -58,25 +59,8 @@ def database_now(engine: Engine) -> datetime:
 
 
 def new_shop(engine: Engine, slug: str) -> int:
-    """A shop with no quiet hours."""
-    now = database_now(engine)
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                shops.insert().values(
-                    name=slug,
-                    slug=slug,
-                    timezone="UTC",
-                    country="US",
-                    locale="en",
-                    currency="USD",
-                    closed_dates=[],
-                    settings={},
-                    transactional_obeys_quiet_hours=False,
-                    created_at=now,
-                )
-            ).inserted_primary_key[0]
-        )
+    """A shop with no quiet hours, created at the database server's time."""
+    return bare_shop(engine, slug, database_now(engine))
 
 
 def seed(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from tests.support import bare_shop
 
 from orderbell.compose import Services
 from orderbell.store.driver import Driver
@@ -19,16 +20,7 @@ ISTANBUL = timezone(timedelta(hours=3))
 
 
 def new_shop(services: Services) -> int:
-    with services.engine.begin() as conn:
-        return int(
-            conn.execute(
-                shops.insert().values(
-                    name="d", slug="d", timezone="UTC", country="US", locale="en",
-                    currency="USD", closed_dates=[], settings={"stop_scope": "all"},
-                    transactional_obeys_quiet_hours=False, created_at=AT,
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
-        )  # fmt: skip
+    return bare_shop(services.engine, "d", AT, stop_scope="all")
 
 
 def order_values(shop_id: int, code: str) -> dict[str, Any]:

@@ -7,25 +7,17 @@ from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import insert, select
+from tests.support import bare_shop
 
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store import claims
 from orderbell.store import messages as message_store
-from orderbell.store.schema import messages, shops
+from orderbell.store.schema import messages
 
 
 def shop(services: Services, clock: ManualClock, slug: str) -> int:
-    with services.engine.begin() as conn:
-        return int(
-            conn.execute(
-                shops.insert().values(
-                    name=slug, slug=slug, timezone="UTC", country="US", locale="en",
-                    currency="USD", closed_dates=[], settings={},
-                    transactional_obeys_quiet_hours=False, created_at=clock.now(),
-                )
-            ).inserted_primary_key[0]
-        )  # fmt: skip
+    return bare_shop(services.engine, slug, clock.now())
 
 
 def add(

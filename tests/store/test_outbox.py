@@ -8,32 +8,20 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from tests.support import bare_shop
 
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store import claims
 from orderbell.store import messages as message_store
-from orderbell.store.schema import attempts, messages, shops
+from orderbell.store.schema import attempts, messages
 
 
 def seed(services: Services, clock: ManualClock, count: int, *, due_in: int = 0) -> list[int]:
     """Insert pending messages directly (the claim is what is under test here)."""
     now = clock.now()
+    shop_id = bare_shop(services.engine, f"s{count}{due_in}", now)
     with services.engine.begin() as conn:
-        shop_id = conn.execute(
-            shops.insert().values(
-                name="s",
-                slug=f"s{count}{due_in}",
-                timezone="UTC",
-                country="US",
-                locale="en",
-                currency="USD",
-                closed_dates=[],
-                settings={},
-                transactional_obeys_quiet_hours=False,
-                created_at=now,
-            )
-        ).inserted_primary_key[0]
         ids = [
             message_store.insert(
                 conn,
