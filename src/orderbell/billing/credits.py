@@ -205,9 +205,8 @@ class _Entries:
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
             if available or reserved:
-                # floats, as SQLAlchemy binds Money: the stored values stay identical
                 db.execute(
-                    _MOVE_CREDITS, (float(available), float(reserved), db.time(now), shop_id)
+                    _MOVE_CREDITS, (db.money(available), db.money(reserved), db.time(now), shop_id)
                 )
         for bucket_id in sorted(self.buckets):
             if self.buckets[bucket_id]:
@@ -539,9 +538,11 @@ class _Billed(NamedTuple):
 
 
 _BILLED = (
-    "SELECT id, shop_id, rule_id, channel, recipient, cost, funding, bucket_id, billing "
+    f"SELECT {', '.join(c.name for c in _BILL_COLUMNS)} "  # noqa: S608 - schema names
     "FROM messages WHERE id IN ({ids}) AND lease_owner = ? AND billing = 'reserved'"
 )
+if tuple(c.name for c in _BILL_COLUMNS) != _Billed._fields:  # pragma: no cover - kept in step
+    raise RuntimeError("_Billed must list _BILL_COLUMNS in order")
 _BILLING_STATE = "UPDATE messages SET billing = ? WHERE id IN ({ids})"
 
 

@@ -13,7 +13,7 @@ from orderbell.domain.addresses import parse_email, parse_phone
 from orderbell.domain.model import Consent, CustomerInfo, Shop
 from orderbell.errors import Conflict, NotFound
 from orderbell.store.db import new_id
-from orderbell.store.driver import Driver
+from orderbell.store.driver import Driver, new_row
 from orderbell.store.schema import customers
 
 CONSENT_FIELDS = ("sms_transactional", "sms_marketing", "email_transactional", "email_marketing")
@@ -69,10 +69,7 @@ def upsert_from_event(
 
 
 #: A customers row with every column at its default (None where there is none).
-_NEW_ROW: dict[str, Any] = {
-    c.name: getattr(c.default, "arg", None) if getattr(c.default, "is_scalar", False) else None
-    for c in customers.c
-}
+_NEW_ROW = new_row(customers)
 
 
 def info(row: Any) -> CustomerInfo:

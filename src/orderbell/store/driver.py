@@ -235,6 +235,14 @@ def _default_value(default: Any) -> Any:
     raise TypeError(f"a default the driver cannot apply: {default!r}")  # pragma: no cover
 
 
+def new_row(table: Table) -> dict[str, Any]:
+    """A row of `table` with every column at its Python-side default (None where none)."""
+    return {
+        c.name: None if c.default is None or c.primary_key else _default_value(c.default)
+        for c in table.columns
+    }
+
+
 class _InsertShape:
     """An INSERT for one set of given columns: its SQL and how its parameters are made."""
 
