@@ -232,6 +232,9 @@ def test_recorded_inbound_messages_keep_their_text(name: str, sender: str, text:
         pytest.param(dlr(type="1", mid=""), 400, id="no-message-id"),
         pytest.param(dlr(type="0"), 400, id="unknown-type"),
         pytest.param(dlr(type="%d"), 400, id="unsubstituted-escape"),
+        pytest.param(dlr(type="1", mid="²"), 400, id="superscript-digit-id"),
+        pytest.param(dlr(type="²"), 400, id="superscript-digit-type"),
+        pytest.param(dlr(type="1", mid="1" * 23), 400, id="id-past-bigint"),
         pytest.param(dlr(type="1", kind="other"), 400, id="unknown-kind"),
         pytest.param(Callback(method="GET", url=CALLBACK + "?kind=inbound&text=hi", query={"kind": "inbound", "text": "hi"}, headers={}, body=b""), 400, id="inbound-without-sender"),
     ],
@@ -240,6 +243,19 @@ def test_bad_callbacks_are_rejected(callback: Callback, status: int) -> None:
     with pytest.raises(CallbackRejected) as err:
         gateway().parse_callback(callback)
     assert err.value.status_code == status
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "x-unknown", "binary"])
+def test_an_inbound_text_in_an_odd_charset_is_decoded_not_a_crash(charset: str) -> None:
+    """Bytes the named codec refuses (idna raises UnicodeError, not a decode error) fall back
+    to UTF-8 with replacement characters."""
+    query = {"kind": "inbound", "from": "48600100200", "text": "h%FFi", "coding": "0",
+             "charset": charset}  # fmt: skip
+    url = CALLBACK + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    [inbound] = gateway().parse_callback(
+        Callback(method="GET", url=url, query={**query, "text": "h\ufffdi"}, headers={}, body=b"")
+    )
+    assert isinstance(inbound, Inbound) and inbound.text == "h\ufffdi"
 
 
 def test_callback_answer_is_empty_so_kannel_texts_nothing_back() -> None:

@@ -274,6 +274,12 @@ def test_receipts_that_change_nothing(
         callback_path(theirs), json={"reference": str(m["id"]), "id": "gw-1", "status": "failed"}
     )
     assert r.status_code == 200 and r.json()["matched"] == 0
+    # nor can the same shop's other account that did not send it (our id echoed back)
+    spare = add_provider(client, shop, gw_b, "gw-spare")
+    r = client.post(
+        callback_path(spare), json={"reference": str(m["id"]), "id": "x-9", "status": "failed"}
+    )
+    assert r.status_code == 200 and r.json()["matched"] == 0
     # an unknown id: stored unmatched, answered 200 so the provider stops retrying
     raw, headers = signed({"id": "nope", "status": "delivered"})
     r = client.post(callback_path(mine), content=raw, headers=headers)
@@ -294,7 +300,7 @@ def test_receipts_that_change_nothing(
             .select_from(delivery_receipts)
             .where(delivery_receipts.c.message_id.is_(None))
         ).scalar()
-    assert stored == 2  # the two unmatched ones, kept for the record
+    assert stored == 3  # the three unmatched ones, kept for the record
 
     # the right signature from the right account does apply; this shop is not charged
     # for messages that fail after submission, so the debit is refunded

@@ -388,10 +388,22 @@ def callback_params(callback: Callback) -> dict[str, str]:
     return params
 
 
+MAX_ID_DIGITS = 18  #: below 2**63: every id column (BIGINT) can hold it
+
+
+def our_id(value: object) -> int | None:
+    """Our message id as a provider echoes it back: ASCII digits only (``"²".isdigit()`` is
+    true in Python), short enough for the id column; None for anything else."""
+    text = str(value).strip() if value is not None else ""
+    if not text or len(text) > MAX_ID_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def unix_time(value: str) -> datetime | None:
     """A provider's unix timestamp (seconds) as an aware UTC time, or None when it is not one."""
     value = value.strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         return None
     try:
         return datetime.fromtimestamp(int(value), UTC)

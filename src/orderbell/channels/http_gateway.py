@@ -51,6 +51,7 @@ from orderbell.channels.base import (
     SendResult,
 )
 from orderbell.channels.fields import Setting
+from orderbell.channels.gateway_client import our_id
 from orderbell.domain.model import Channel
 from orderbell.errors import InvalidInput
 
@@ -452,7 +453,7 @@ class HttpGateway:
         ref = str(reference).strip() if reference is not None else ""
         return Receipt(
             state=state,
-            message_id=int(ref) if ref.isdigit() and len(ref) < 19 else None,
+            message_id=our_id(ref),
             provider_message_id=str(pid)[:200] if pid not in (None, "") else None,
             code=str(code if code is not None else status)[:64],
             at=_time(get_path(item, receipt.get("time", "time"))),

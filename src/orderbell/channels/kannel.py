@@ -66,6 +66,7 @@ from orderbell.channels.gateway_client import (
     client_options,
     common_settings,
     garbage,
+    our_id,
     result,
     setting_str,
     short,
@@ -239,12 +240,14 @@ def _state(kind: int) -> DeliveryState | None:
 
 def _receipt(params: Mapping[str, str]) -> Receipt:
     mid, kind = params.get("mid", "").strip(), params.get("type", "").strip()
-    state = _state(int(kind)) if kind.isdigit() and len(kind) < 4 else None
-    if state is None or not mid.isdigit():
+    number = our_id(kind)
+    state = _state(number) if number is not None and number < 1024 else None
+    message_id = our_id(mid)
+    if state is None or message_id is None:
         raise CallbackRejected("a Kannel delivery report needs mid and a known type")
     return Receipt(
         state=state,
-        message_id=int(mid),
+        message_id=message_id,
         provider_message_id=params.get("smsc_msgid", "").strip()[:200] or None,
         code=_code(kind, params.get("reply", "")),
         at=unix_time(params.get("at", "")),
@@ -271,7 +274,7 @@ def _decode(raw: bytes, coding: str, charset: str) -> str:
     name = charset.strip() or ("UTF-16BE" if coding.strip() == "2" else "UTF-8")
     try:
         return raw.decode(name, errors="replace")
-    except LookupError:  # "binary" (8-bit data) or a charset Python does not know
+    except (LookupError, UnicodeError):  # "binary", an unknown charset, or idna and the like
         return raw.decode("utf-8", errors="replace")
 
 

@@ -54,6 +54,7 @@ from orderbell.channels.gateway_client import (
     client_options,
     common_settings,
     garbage,
+    our_id,
     result,
     setting_str,
     unix_time,
@@ -202,7 +203,7 @@ class SerwerSmsGateway(HttpGateway):
             return [
                 Receipt(
                     state=state,
-                    message_id=int(unique) if unique.isdigit() else None,
+                    message_id=our_id(unique),
                     provider_message_id=provider_id or None,
                     code=code[:64],
                     at=_when(params.get("date") or params.get("data") or ""),

@@ -53,6 +53,7 @@ from orderbell.channels.gateway_client import (
     client_options,
     common_settings,
     garbage,
+    our_id,
     result,
     setting_str,
     unix_time,
@@ -248,7 +249,7 @@ def _receipts(params: Mapping[str, str]) -> list[Receipt]:
         receipts.append(
             Receipt(
                 state=state,
-                message_id=int(idx) if idx.strip().isdigit() else None,
+                message_id=our_id(idx),
                 provider_message_id=provider_id.strip() or None,
                 code=code,
                 at=unix_time(done),

@@ -48,6 +48,7 @@ from orderbell.channels.gateway_client import (
     client_options,
     common_settings,
     garbage,
+    our_id,
     result,
     setting_str,
 )
@@ -283,7 +284,7 @@ class TwilioGateway(HttpGateway):
             return [
                 Receipt(
                     state=_STATES[status],
-                    message_id=int(ours) if ours.isdigit() else None,
+                    message_id=our_id(ours),
                     provider_message_id=sid,
                     code=error or status,
                     at=_raw_dlr_date(params.get("RawDlrDoneDate", "")),

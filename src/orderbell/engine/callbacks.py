@@ -7,8 +7,8 @@ in ``delivery_receipts``; one that matches nothing (unknown id, another shop's m
 changes nothing and stays unmatched. One that arrives before the send response (the message
 is still ``sending``) waits there until the dispatcher records the provider message id
 (:func:`reconcile_sent`), the callback endpoint takes a second look right after committing
-(the send may have been recorded in between: gateways such as Kannel report within
-milliseconds) or a worker's sweep finds it (:func:`reconcile_pending`).
+(:func:`reconcile_receipts`: the send may have been recorded in between; gateways such
+as Kannel report within milliseconds) or a worker's sweep finds it (:func:`reconcile_pending`).
 
 Billing: a message that fails after submission is refunded unless the shop's account says
 failures after submission are charged (``credits.refund_after_submission`` decides).
@@ -57,32 +57,36 @@ class Applied:
     duplicates: int = 0
     opted_out: int = 0
     opted_in: int = 0
+    #: the stored receipts whose message was still being sent (see reconcile_receipts)
+    waiting_ids: tuple[int, ...] = ()
 
     def as_json(self) -> dict[str, int]:
         """The summary the callback endpoint answers with."""
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {k: getattr(self, k) for k in self.__slots__ if k != "waiting_ids"}
 
 
 def apply(
     conn: Connection, account: Account, items: Sequence[Receipt | Inbound], now: datetime
 ) -> Applied:
     """Apply one callback's receipts and inbound messages in the caller's transaction."""
-    counts = dict.fromkeys(Applied.__slots__, 0)
+    counts = dict.fromkeys((k for k in Applied.__slots__ if k != "waiting_ids"), 0)
+    waiting: list[int] = []
     for item in items:
         if isinstance(item, Receipt):
             counts["receipts"] += 1
-            state = _receive(conn, account, item, now)
+            state, receipt_id = _receive(conn, account, item, now)
             if state == "matched":
                 counts["matched"] += 1
             elif state == "waiting":
                 counts["waiting"] += 1
+                waiting.append(receipt_id)
         else:
             outcome = inbound_engine.receive(conn, account, item, now)
             counts["inbound"] += 0 if outcome.duplicate else 1
             counts["duplicates"] += 1 if outcome.duplicate else 0
             counts["opted_out"] += 1 if outcome.intent == "stop" and outcome.changed else 0
             counts["opted_in"] += 1 if outcome.intent == "start" and outcome.changed else 0
-    return Applied(**counts)
+    return Applied(**counts, waiting_ids=tuple(waiting))
 
 
 def _match(
@@ -103,13 +107,21 @@ def _match(
         if row is not None:
             return row
     if message_id is not None:
+        # our id echoed back: only for a message this account sent (or whose send is not
+        # recorded yet), so one account's reports never finish another account's messages
         return conn.execute(
-            select(*columns).where(messages.c.id == message_id, messages.c.shop_id == shop_id)
+            select(*columns).where(
+                messages.c.id == message_id,
+                messages.c.shop_id == shop_id,
+                or_(messages.c.provider_id == provider_id, messages.c.provider_id.is_(None)),
+            )
         ).first()
     return None
 
 
-def _receive(conn: Connection, account: Account, receipt: Receipt, now: datetime) -> str:
+def _receive(
+    conn: Connection, account: Account, receipt: Receipt, now: datetime
+) -> tuple[str, int]:
     row = _match(conn, account.shop_id, account.id, receipt.provider_message_id, receipt.message_id)
     receipt_id = new_id(
         conn.execute(
@@ -128,12 +140,12 @@ def _receive(conn: Connection, account: Account, receipt: Receipt, now: datetime
     )
     if row is None:
         log.info("receipt_unmatched", provider_id=account.id, state=receipt.state.value)
-        return "unmatched"
+        return "unmatched", receipt_id
     if row.status in _WAITING:
-        return "waiting"
+        return "waiting", receipt_id
     _apply(conn, row, receipt.state, receipt.code, receipt.at, account.name, now)
     _mark(conn, [receipt_id])
-    return "matched"
+    return "matched", receipt_id
 
 
 def _mark(conn: Connection, receipt_ids: list[int]) -> None:
@@ -272,6 +284,18 @@ def reconcile_sent(conn: Connection, outcomes: Sequence[claims.Outcome], now: da
         select(*_STORED)
         .join(shop_providers, shop_providers.c.id == delivery_receipts.c.provider_id)
         .where(delivery_receipts.c.applied.is_(False), match)
+    ).all()
+    return _apply_stored(conn, rows, now) if rows else 0
+
+
+def reconcile_receipts(conn: Connection, receipt_ids: Sequence[int], now: datetime) -> int:
+    """Apply these stored receipts if their message has left `sending` since they came."""
+    if not receipt_ids:
+        return 0
+    rows = conn.execute(
+        select(*_STORED)
+        .join(shop_providers, shop_providers.c.id == delivery_receipts.c.provider_id)
+        .where(delivery_receipts.c.id.in_(receipt_ids), delivery_receipts.c.applied.is_(False))
     ).all()
     return _apply_stored(conn, rows, now) if rows else 0
 

@@ -8,7 +8,6 @@ message of the shop, so the provider stops retrying (it is stored, unmatched).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,7 +27,6 @@ from orderbell.store.providers import Account
 router = APIRouter(prefix="/v1", tags=["callbacks"])
 log = structlog.get_logger("orderbell.callbacks")
 _FORM = "application/x-www-form-urlencoded"
-SECOND_LOOK = timedelta(minutes=10)  #: how far back a callback's second look reaches
 
 
 def _gateway(request: Request, svc: Services, account: Account) -> Any:
@@ -103,16 +101,19 @@ async def callback(token: str, request: Request) -> Response:
 
     applied = await run_in_threadpool(apply)
     log.info("callback_applied", provider_id=account.id, **applied.as_json())
-    if applied.waiting:
+    if applied.waiting_ids:
         # Our read saw the message still `sending`; if its send was recorded before we
         # committed, the dispatcher's reconcile_sent could not see these receipts yet.
         def settle() -> int:
             with svc.engine.begin() as conn:
-                return callback_engine.reconcile_pending(
-                    conn, svc.clock.now(), provider_id=account.id, horizon=SECOND_LOOK
+                return callback_engine.reconcile_receipts(
+                    conn, applied.waiting_ids, svc.clock.now()
                 )
 
-        await run_in_threadpool(settle)
+        try:
+            await run_in_threadpool(settle)
+        except Exception as exc:  # stored already: a worker's sweep applies them later
+            log.warning("callback_second_look_failed", error=type(exc).__name__)
     respond = getattr(gateway, "callback_response", None)
     if callable(respond):  # a provider that expects a particular answer (TwiML, "OK", "")
         answer = respond(items)
