@@ -7,14 +7,16 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from orderbell.api.schemas import ShopPatch
 from orderbell.channels.base import Provider
 from orderbell.channels.console import ConsoleProvider
 from orderbell.channels.pacing import Pacer
 from orderbell.clock import Clock, DatabaseClock, SystemClock
-from orderbell.domain.model import Channel, Shop
+from orderbell.domain.model import Channel
 from orderbell.engine import segment_holds
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
 from orderbell.engine.ingest import Ingestor
@@ -24,6 +26,7 @@ from orderbell.engine.wakeup import Waker, for_engine
 from orderbell.errors import InvalidInput
 from orderbell.metrics import Metrics
 from orderbell.settings import Settings
+from orderbell.store import shops as shop_store
 from orderbell.store.db import make_engine, migrate
 from orderbell.store.providers import Account
 from orderbell.templates.sandbox import Renderer
@@ -109,11 +112,21 @@ class Services:
         self.simulator = Simulator(self.engine, self.clock, self.renderer)
         self.metrics.watch_queue(self.engine, self.clock)
 
-    def release_segment_holds(self, conn: Connection, shop: Shop, actor: str) -> int:
-        """After a change of the shop's SMS settings: send what fits its segment cap now."""
-        return segment_holds.release(
-            conn, shop, self.renderer, self.clock.now(), billing=self.settings.billing, actor=actor
-        )
+    def patch_shop(self, conn: Connection, shop_id: int, patch: ShopPatch, actor: str) -> Any:
+        """Change a shop's settings (API and admin alike); when its SMS settings changed,
+        messages held over the segment cap that fit now are released. Returns the row."""
+        before = shop_store.get(conn, shop_id)
+        row = shop_store.patch(conn, shop_id, patch)
+        after = shop_store.to_shop(row)
+        if (before.sms_transliterate, before.sms_max_segments) != (
+            after.sms_transliterate,
+            after.sms_max_segments,
+        ):
+            segment_holds.release(
+                conn, after, self.renderer, self.clock.now(), billing=self.settings.billing,
+                actor=actor,
+            )  # fmt: skip
+        return row
 
     def waker(self) -> Waker:
         """What wakes this process's idle workers: LISTEN/NOTIFY on PostgreSQL, else a poll.

@@ -134,8 +134,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """The shop changes its segment cap or transliteration (held messages may go)."""
         with self.svc.engine.begin() as conn:
             change = ShopPatch(sms_max_segments=cap, sms_transliterate=transliterate)
-            row = shop_store.patch(conn, self.shop_id, change)
-            self.svc.release_segment_holds(conn, shop_store.to_shop(row), actor="m")
+            self.svc.patch_shop(conn, self.shop_id, change, actor="m")
 
     @rule(mode=st.sampled_from([Outcome.ACCEPTED, Outcome.RETRYABLE, Outcome.PERMANENT,
                                 Outcome.AMBIGUOUS]))  # fmt: skip
@@ -207,10 +206,17 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         with self.svc.engine.connect() as conn:
             buckets = {b.id: b for b in conn.execute(select(allowance_buckets)).all()}
+            # an allowance pays per SMS segment: a credit-funded message would have needed
+            # as many units as it has segments
+            segments = dict(conn.execute(select(messages.c.id, messages.c.segments)).all())
             remaining = dict.fromkeys(buckets, 0)
             for entry in conn.execute(select(ledger).order_by(ledger.c.id)).all():
                 if entry.kind == "reservation":
-                    need = -entry.units if entry.bucket_id is not None else 1
+                    need = (
+                        -entry.units
+                        if entry.bucket_id is not None
+                        else segments.get(entry.message_id) or 1
+                    )
                     kind = buckets[entry.bucket_id].kind if entry.bucket_id else "credit"
                     if kind != "carry_over":
                         usable = [

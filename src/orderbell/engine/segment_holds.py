@@ -65,6 +65,9 @@ def release(
 ) -> int:
     """Schedule the shop's segment-capped messages that fit its settings now, oldest first;
     returns how many were scheduled."""
+    # The account lock first (as credits.resume_held takes it): two saves of the settings at
+    # once must not both read the same held row and reserve it twice.
+    plan_id = credits.account(conn, shop.id, lock=True).plan_id if billing else None
     rows = conn.execute(
         _HELD.where(
             messages.c.shop_id == shop.id,
@@ -72,7 +75,6 @@ def release(
             messages.c.reason.like(f"{HOLD_REASON}:%"),
         ).order_by(messages.c.due_at, messages.c.id)
     ).all()
-    plan_id = credits.account(conn, shop.id).plan_id if billing and rows else None
     released = 0
     for row in rows:
         if _release_one(conn, shop, renderer, row, now, plan_id, billing=billing, actor=actor):

@@ -120,8 +120,6 @@ SETTINGS_KEYS = (
 )
 #: Settings whose null is a value of its own (no cap), kept rather than reset to the default.
 NULLABLE_SETTINGS = frozenset({"sms_max_segments"})
-#: Settings that change the SMS text a shop sends: changing them may release held messages.
-SMS_SETTINGS = frozenset({"sms_transliterate", "sms_max_segments"})
 
 
 def _split_settings(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

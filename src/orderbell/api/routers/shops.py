@@ -42,10 +42,7 @@ def patch_shop(svc: ServicesDep, shop: ShopId, body: ShopPatch) -> Any:
     """Change the calling shop's settings; SMS held over the segment cap that fit the new SMS
     settings are released."""
     with svc.engine.begin() as conn:
-        row = shop_store.patch(conn, shop, body)
-        if body.model_fields_set & shop_store.SMS_SETTINGS:
-            svc.release_segment_holds(conn, shop_store.to_shop(row), actor="api")
-        return shop_store.shop_json(row)
+        return shop_store.shop_json(svc.patch_shop(conn, shop, body, actor="api"))
 
 
 @router.get("/api-keys")

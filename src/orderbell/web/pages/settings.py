@@ -142,8 +142,7 @@ def save_shop(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
     if not errors:
         try:
             with svc.engine.begin() as conn:
-                row = shop_store.patch(conn, me.shop_id, data)
-                svc.release_segment_holds(conn, shop_store.to_shop(row), actor=f"admin:{me.email}")
+                svc.patch_shop(conn, me.shop_id, data, actor=f"admin:{me.email}")
         except OrderbellError as exc:
             errors.add_orderbell(exc)
     if errors:
