@@ -126,3 +126,42 @@ def test_kind_without_per_shop_configuration_is_refused(
 ) -> None:
     r = client.post("/v1/providers", headers=shop["auth"], json={"name": "c", "kind": "console"})
     assert r.status_code == 422 and r.json()["error"]["field"] in ("kind", "channel")
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "query", "body", "media"),
+    [
+        pytest.param("smsapi", {"access_token": "token-1234"},
+                     {"MsgId": "abc", "status": "404", "idx": "1"}, b"OK", "text/plain",
+                     id="smsapi-expects-OK"),
+        pytest.param("serwersms", {"api_token": "token-1234"},
+                     {"type": "message", "message_id": "abc", "status": "delivered",
+                      "unique_id": "1"}, b"OK", "text/plain", id="serwersms-expects-OK"),
+        pytest.param("http", {"url": "https://gw.example/sms"},
+                     {"id": "abc", "status": "delivered"}, None, "application/json",
+                     id="http-gets-our-json"),
+    ],
+)  # fmt: skip
+def test_a_callback_is_answered_the_way_its_provider_expects(
+    client: TestClient,
+    shop: dict[str, Any],
+    kind: str,
+    settings: dict[str, Any],
+    query: dict[str, str],
+    body: bytes | None,
+    media: str,
+) -> None:
+    r = client.post(
+        "/v1/providers",
+        headers=shop["auth"],
+        json={"name": kind, "kind": kind, "settings": settings},
+    )
+    assert r.status_code == 201, r.text
+    path = "/v1/callbacks/" + r.json()["callback_url"].rsplit("/", 1)[1]
+    answer = client.get(path, params=query)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith(media)
+    if body is not None:
+        assert answer.content == body
+    else:
+        assert answer.json()["receipts"] == 1

@@ -40,7 +40,7 @@ signs nothing).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -97,6 +97,7 @@ SENDSMS_PATH = "/cgi-bin/sendsms"
 DLR_MASK = "31"  #: every report: delivered, undelivered, queued, SMSC ack and nack
 DLR_QUERY = "kind=dlr&type=%d&reply=%A&at=%T&smsc_msgid=%F"
 INBOUND_QUERY = "kind=inbound&from=%p&to=%P&text=%b&coding=%c&charset=%C&at=%T&id=%I"
+#: an empty answer: whatever smsbox gets back from a get-url it may text to the sender
 CALLBACK_RESPONSE = b""
 
 _SMPP_FIELDS = re.compile(r"\bstat:(\w+).*?\berr:(\w+)", re.IGNORECASE)
@@ -220,10 +221,6 @@ class KannelGateway(HttpGateway):
         if kind == "inbound":
             return [_inbound(params, _raw_query(callback.url))]
         raise CallbackRejected("neither a delivery report nor an inbound message")
-
-    def callback_response(self, items: Sequence[Receipt | Inbound]) -> bytes:
-        """An empty body: whatever smsbox gets back from a get-url it may text to the sender."""
-        return CALLBACK_RESPONSE
 
 
 def _state(kind: int) -> DeliveryState | None:

@@ -41,6 +41,10 @@ class Kind:
     build: Callable[..., Provider]
     title: str = ""  #: what people call the provider ("SMSAPI.pl"); the kind's name if unset
     fields: tuple[Setting, ...] = ()  #: how a form asks for the settings; () = not declared
+    #: what the provider expects in answer to its callbacks (``CALLBACK_RESPONSE`` and
+    #: ``CALLBACK_MEDIA_TYPE``); None: our JSON summary
+    callback_response: bytes | None = None
+    callback_media_type: str = "text/plain"
 
 
 def load(kind: str) -> Kind:
@@ -70,6 +74,8 @@ def load(kind: str) -> Kind:
         build=cast(Callable[..., Provider], build),
         title=str(getattr(module, "TITLE", "") or kind),
         fields=tuple(getattr(module, "FIELDS", ())),
+        callback_response=getattr(module, "CALLBACK_RESPONSE", None),
+        callback_media_type=getattr(module, "CALLBACK_MEDIA_TYPE", "text/plain"),
     )
 
 

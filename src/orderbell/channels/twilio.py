@@ -73,7 +73,9 @@ FIELDS = (
     *COMMON_FIELDS,
 )
 BASE_URL = "https://api.twilio.com"
-CALLBACK_RESPONSE = b""
+#: an empty TwiML document: no reply SMS to an inbound message; status callbacks ignore it
+CALLBACK_RESPONSE = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+CALLBACK_MEDIA_TYPE = "text/xml"
 MESSAGE_ID_PARAM = "ob_mid"
 
 _INVALID_NUMBER = frozenset({21211, 21614, 21217, 21401})

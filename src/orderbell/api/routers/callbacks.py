@@ -114,10 +114,7 @@ async def callback(token: str, request: Request) -> Response:
             await run_in_threadpool(settle)
         except Exception as exc:  # stored already: a worker's sweep applies them later
             log.warning("callback_second_look_failed", error=type(exc).__name__)
-    respond = getattr(gateway, "callback_response", None)
-    if callable(respond):  # a provider that expects a particular answer (TwiML, "OK", "")
-        answer = respond(items)
-        if isinstance(answer, bytes):
-            return Response(content=answer, media_type="text/plain")
-        return answer  # type: ignore[no-any-return]
+    kind = registry.load(account.kind)
+    if kind.callback_response is not None:  # a provider expecting its own answer ("OK", TwiML)
+        return Response(content=kind.callback_response, media_type=kind.callback_media_type)
     return JSONResponse({"ok": True, **applied.as_json()})
