@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from orderbell.channels import kannel as kannel_gw
 from orderbell.channels.kannel import KannelGateway
+from tests.net import free_port
 
 BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
@@ -43,13 +44,6 @@ def missing() -> str | None:
         if not binary.exists():
             return f"{binary} is missing (Debian packages kannel and kannel-extras)"
     return None
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import socket
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -15,6 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from orderbell.channels.smtp import SmtpSettings
+from tests.net import free_port
 
 
 def local_settings(port: int, **overrides: Any) -> SmtpSettings:
@@ -22,12 +22,6 @@ def local_settings(port: int, **overrides: Any) -> SmtpSettings:
     fields["timeout"] = 5.0
     fields.update(overrides)
     return SmtpSettings(host="127.0.0.1", port=port, **fields)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

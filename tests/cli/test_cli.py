@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.net import free_port
 
 BIN = Path(sys.executable).parent / "orderbell"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "order-created.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def user_env(folder: Path) -> dict[str, str]:

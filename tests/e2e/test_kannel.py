@@ -5,6 +5,7 @@ dlr-url, customers' replies on the sms-service's get-url."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,9 +18,11 @@ from tests.kannel_harness import PASSWORD, Kannel, Sms, free_port, wait_until
 from tests.support import drain, event, messages, rule, serving, template
 
 from orderbell.api.app import create_app
+from orderbell.channels.base import Outcome, OutgoingMessage
 from orderbell.channels.kannel import INBOUND_QUERY, with_query
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
+from orderbell.domain.model import Channel
 from orderbell.store.schema import delivery_receipts
 
 AT = "2026-11-20T12:00:00+03:00"  # the test clock's "now" in Istanbul
@@ -156,7 +159,19 @@ def test_reply_is_stored_with_customer_and_latest_order(
         None,
         "kannel",
     )
-    assert kannel.phone.received() == []  # Kannel texted nothing back
+    # Kannel texted nothing back: a marker sent after the reply was stored reaches the phone,
+    # and nothing came before it
+    marker = OutgoingMessage(id=999, shop_id=0, channel=Channel.SMS, to=PHONE, text="marker")
+    [sent] = asyncio.run(send_and_close(kannel.gateway(sender="SHOP"), marker))
+    assert sent.outcome is Outcome.ACCEPTED
+    assert [sms.text for sms in kannel.phone.wait_for(1)] == ["marker"]
+
+
+async def send_and_close(gateway: Any, message: OutgoingMessage) -> list[Any]:
+    try:
+        return list(await gateway.send([message]))
+    finally:
+        await gateway.close()
 
 
 def test_stop_opts_out_with_exactly_one_confirmation(

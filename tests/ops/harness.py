@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from tests.conftest import UNDER_CI
+from tests.net import free_port
 from tests.ops.gateway import URL_VARIABLE
 from tests.support import bare_shop
 
@@ -226,13 +226,6 @@ def wait_until(condition: Any, seconds: float, step: float = 0.1) -> bool:
             return True
         time.sleep(step)
     return bool(condition())
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivateCluster:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.net import free_port
 from tests.web.support import OWNER, PASSWORD, Server
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -52,12 +52,6 @@ def _missing(reason: str) -> None:
     if UNDER_CI:
         pytest.fail(f"{reason} (CI=true: the browser tests must run; apt-get install chromium)")
     pytest.skip(f"{reason}; install it with: apt-get install -y chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _prepare(database_url: str, outbox: Path) -> str:
@@ -144,7 +138,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     database_url = f"sqlite:///{folder / 'orderbell.db'}"
     outbox = folder / "outbox.jsonl"
     api_key = _prepare(database_url, outbox)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
