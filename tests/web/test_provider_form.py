@@ -1,5 +1,5 @@
-"""The provider form without a database: typed text into settings, and a kind that declares no
-FIELDS yet (as a new gateway module may) still gets its credentials and a JSON box."""
+"""The provider form without a database: typed text into settings, edits that keep or forget
+secrets, and errors placed at their inputs."""
 
 from __future__ import annotations
 
@@ -9,54 +9,26 @@ from urllib.parse import urlencode
 import pytest
 
 from orderbell.channels import registry
-from orderbell.domain.model import Channel
 from orderbell.web import provider_form
 from orderbell.web.forms import Errors, Form
-
-BARE = registry.Kind(
-    name="bare",
-    channels=frozenset({Channel.SMS}),
-    secret_fields=frozenset({"password"}),
-    validate=dict,
-    build=lambda *a, **k: None,
-)
 
 
 def form(**fields: str) -> Form:
     return Form.parse(urlencode(fields).encode())
 
 
-def test_a_kind_without_fields_gets_an_input_per_secret_and_a_json_box() -> None:
-    [secret] = provider_form.inputs(BARE)
-    assert (secret.name, secret.type, secret.label) == ("settings.password", "secret", "Password")
-    assert provider_form.has_box(BARE)
-    stored = {"host": "smsc.example", "port": 13013}
-    shown = provider_form.shown(BARE, stored)
-    assert "settings.password" not in shown
-    assert '"host": "smsc.example"' in shown[provider_form.BOX]
-
-    errors = Errors()
-    posted = form(**{"settings": '{"host": "smsc.example"}', "settings.password": ""})
-    edited = provider_form.settings_from(posted, BARE, errors, stored=stored)
-    assert not errors
-    assert edited == {"host": "smsc.example", "port": None}  # port taken out: removed
-
-    assert provider_form.error_field("settings.port", BARE) == "settings"
-    assert provider_form.error_field("settings.password", BARE) == "settings.password"
-    assert provider_form.error_field("name", BARE) == "name"
-
-
 @pytest.mark.parametrize(
-    ("box", "message"),
+    ("text", "message"),
     [
         pytest.param("{host: 1}", "is not valid JSON", id="not-json"),
-        pytest.param("[1, 2]", "must be a JSON object", id="not-an-object"),
+        pytest.param("[200, ", "is not valid JSON", id="cut-short"),
     ],
 )
-def test_a_bad_json_box_is_named(box: str, message: str) -> None:
+def test_a_json_setting_that_is_not_json_is_named(text: str, message: str) -> None:
     errors = Errors()
-    provider_form.settings_from(form(settings=box), BARE, errors)
-    assert message in (errors.get("settings") or "")
+    provider_form.settings_from(form(**{"settings.success_status": text}), registry.load("http"),
+                                errors)  # fmt: skip
+    assert message in (errors.get("settings.success_status") or "")
 
 
 def test_typed_text_becomes_numbers_and_json_and_secrets_follow_the_edit_rules() -> None:

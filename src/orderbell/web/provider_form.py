@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orderbell.channels import registry
-from orderbell.channels.fields import Setting
 from orderbell.web.forms import Errors, Form
 
 PREFIX = "settings."
-#: a JSON box for the settings of a kind that declares no FIELDS (its secrets get inputs)
-BOX = "settings"
 FORGET = "forget."
 _BAD = object()  #: what _loads gives for text that is not JSON
 
@@ -40,10 +37,7 @@ class Input:
 
 
 def inputs(kind: registry.Kind) -> list[Input]:
-    """The kind's settings as inputs; a kind without FIELDS gets one per secret (and the box)."""
-    declared = kind.fields or tuple(
-        Setting(name=n, label=n.replace("_", " ").capitalize()) for n in sorted(kind.secret_fields)
-    )
+    """The kind's declared settings as inputs (every configurable kind declares FIELDS)."""
     return [
         Input(
             name=PREFIX + s.name,
@@ -54,13 +48,8 @@ def inputs(kind: registry.Kind) -> list[Input]:
             hint=s.hint,
             choices=s.choices,
         )
-        for s in declared
+        for s in kind.fields
     ]
-
-
-def has_box(kind: registry.Kind) -> bool:
-    """Does the form ask for the kind's other settings as one JSON object?"""
-    return not kind.fields
 
 
 def shown(kind: registry.Kind, stored: Mapping[str, Any]) -> dict[str, str]:
@@ -71,19 +60,12 @@ def shown(kind: registry.Kind, stored: Mapping[str, Any]) -> dict[str, str]:
         if item.type == "secret" or value is None:
             continue
         values[item.name] = _json(value) if item.type == "json" else str(value)
-    if has_box(kind):
-        asked = {i.key for i in inputs(kind)}
-        rest = {k: v for k, v in stored.items() if k not in asked and v is not None}
-        values[BOX] = json.dumps(rest, indent=2, ensure_ascii=False) if rest else ""
     return values
 
 
 def echoed(form: Form, kind: registry.Kind) -> dict[str, str]:
     """What the inputs show again after a refused post: what was typed, except secrets."""
-    values = {i.name: form.get(i.name) for i in inputs(kind) if i.type != "secret"}
-    if has_box(kind):
-        values[BOX] = form.get(BOX)
-    return values
+    return {i.name: form.get(i.name) for i in inputs(kind) if i.type != "secret"}
 
 
 def settings_from(
@@ -117,35 +99,15 @@ def settings_from(
                 out[item.key] = value
         else:
             out[item.key] = text
-    if has_box(kind):
-        out.update(_box(form, kind, errors, stored))
     return out
 
 
 def error_field(field: str | None, kind: registry.Kind) -> str | None:
     """The input an error of the store or of the kind's validate() belongs next to."""
-    if field is None or not (field == BOX or field.startswith(PREFIX)):
+    if field is None or not field.startswith(PREFIX):
         return field  # name, channel, rate_per_second …: inputs of the same name
     name = ".".join(field.split(".")[:2])
-    if name in {i.name for i in inputs(kind)}:
-        return name
-    return BOX if has_box(kind) else None
-
-
-def _box(
-    form: Form, kind: registry.Kind, errors: Errors, stored: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    text = form.get(BOX).strip()
-    given = _loads(text, BOX, errors) if text else {}
-    if given is _BAD:
-        return {}
-    if not isinstance(given, dict):
-        errors.add(BOX, 'must be a JSON object: {"key": "value", …}')
-        return {}
-    asked = {i.key for i in inputs(kind)}
-    # on edit, a stored setting taken out of the box is removed
-    dropped = {k: None for k in (stored or {}) if k not in asked and k not in given}
-    return {**dropped, **given}
+    return name if name in {i.name for i in inputs(kind)} else None
 
 
 def _number(text: str) -> int | float | str:

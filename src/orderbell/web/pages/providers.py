@@ -121,7 +121,6 @@ def _form_page(
         errors=errors,
         kind=kind,
         inputs=provider_form.inputs(kind),
-        box=provider_form.has_box(kind),
         account=account,
         state=state,
     )
