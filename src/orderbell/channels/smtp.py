@@ -426,8 +426,8 @@ def validate(settings: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: What the router adds to every account's settings when it builds the gateway. One SMTP
-#: connection sends serially and the router's pacer keeps the rate, so both are not ours.
+#: What store.providers.build_gateway adds to every account's settings. One SMTP connection
+#: sends serially and the router's pacer keeps the rate, so neither is a setting of ours.
 ROUTER_KEYS = frozenset({"concurrency", "rate_per_second"})
 
 

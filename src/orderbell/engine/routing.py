@@ -22,13 +22,12 @@ from typing import Protocol
 import structlog
 from sqlalchemy import Engine
 
-from orderbell.channels import registry
 from orderbell.channels.base import Outcome, OutgoingMessage, Provider, SendResult
 from orderbell.clock import Clock
 from orderbell.domain.model import Channel
 from orderbell.engine.failover import Health
 from orderbell.store import providers as provider_store
-from orderbell.store.providers import DEFAULT_CONCURRENCY, Account
+from orderbell.store.providers import Account
 
 log = structlog.get_logger("orderbell.routing")
 
@@ -133,16 +132,7 @@ class Router:
             return cached[1]
         if cached is not None:  # the account changed: a new gateway, the old one closed
             await _close(cached[1])
-        kind = registry.load(account.kind)
-        gateway = kind.build(
-            {
-                **account.settings,
-                "concurrency": account.concurrency or DEFAULT_CONCURRENCY,
-                "rate_per_second": account.rate_per_second,
-            },
-            name=account.name,
-            callback_url=provider_store.callback_url(self._public_url, account.callback_token),
-        )
+        gateway: Provider = provider_store.build_gateway(account, self._public_url)
         self._gateways[account.id] = (account.updated_at, gateway)
         return gateway
 

@@ -54,6 +54,21 @@ def callback_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/v1/callbacks/{token}"
 
 
+def build_gateway(account: Account, public_url: str) -> Any:
+    """The account's gateway, as the worker and the callback endpoint both build it: its
+    settings plus the account's ``concurrency`` and ``rate_per_second`` (the HTTP gateways
+    size their pools by them; a kind that has no use for them drops them, see smtp.build)."""
+    return registry.load(account.kind).build(
+        {
+            **account.settings,
+            "concurrency": account.concurrency or DEFAULT_CONCURRENCY,
+            "rate_per_second": account.rate_per_second,
+        },
+        name=account.name,
+        callback_url=callback_url(public_url, account.callback_token),
+    )
+
+
 def _account(row: Any) -> Account:
     return Account(
         id=row.id,

@@ -37,11 +37,7 @@ def _gateway(request: Request, svc: Services, account: Account) -> Any:
     cached = cache.get(account.id)
     if cached is not None and cached[0] == account.updated_at:
         return cached[1]
-    gateway = registry.load(account.kind).build(
-        {**account.settings, "concurrency": account.concurrency or 1},
-        name=account.name,
-        callback_url=provider_store.callback_url(svc.settings.public_url, account.callback_token),
-    )
+    gateway = provider_store.build_gateway(account, svc.settings.public_url)
     cache[account.id] = (account.updated_at, gateway)
     return gateway
 
