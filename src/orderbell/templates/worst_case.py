@@ -6,6 +6,11 @@ variable empty (the "else" sides) — and the costlier render, as the shop would
 (transliterated or not), is the worst case. The shop's own name is used as it is. Filters
 count as they render (``truncate`` shortens, ``upper`` does not), so a shop can bound a free
 text variable in the template itself.
+
+It is a budget at one unit per character, not a bound: a value of emoji (two UTF-16 units
+each), of GSM extension characters (``€ ~ { }``: two septets) or of ``…`` transliterated to
+``...`` can cost more than its stand-in. The worker's re-check at send holds such a message
+(``segment_cap``) rather than sending it over the cap.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ _TOO_LONG = "rendered text is too long"
 
 
 def worst_case(source: TemplateSource, shop: Shop) -> SmsText | None:
-    """The costliest SMS the template can make for this shop (None if it cannot render).
+    """The costlier of the two stand-in renders, as this shop would send it (None if it
+    cannot render).
 
     Raises TemplateError when the longest values make the text pass the render limit."""
     known = variables(source.kind)
