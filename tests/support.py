@@ -71,6 +71,12 @@ def event(
     return dict(r.json())
 
 
+def count_rows(services: Services, table: Any, *where: Any) -> int:
+    """How many rows of `table` match the conditions."""
+    with services.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
 def drain(services: Services) -> int:
     """Run the worker until nothing is due at the clock's current time."""
     return asyncio.run(services.dispatcher("test-worker").drain())

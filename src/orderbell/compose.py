@@ -29,6 +29,7 @@ from orderbell.settings import Settings
 from orderbell.store import shops as shop_store
 from orderbell.store.db import make_engine, migrate
 from orderbell.store.providers import Account
+from orderbell.store.shops import KeyCache
 from orderbell.templates.sandbox import Renderer
 
 
@@ -97,6 +98,7 @@ class Services:
     ingestor: Ingestor = field(init=False)
     simulator: Simulator = field(init=False)
     unsubscribe: Links = field(init=False)
+    api_keys: KeyCache = field(init=False)
 
     def __post_init__(self) -> None:
         secret = self.settings.secret_key
@@ -110,6 +112,7 @@ class Services:
             self.engine, self.clock, self.renderer, billing=self.settings.billing
         )
         self.simulator = Simulator(self.engine, self.clock, self.renderer)
+        self.api_keys = KeyCache(self.settings.api_key_cache_seconds)
         self.metrics.watch_queue(self.engine, self.clock)
 
     def patch_shop(self, conn: Connection, shop_id: int, patch: ShopPatch, actor: str) -> Any:
@@ -158,6 +161,7 @@ class Services:
             pacer_for=self._pacer_for,
             send_chunk=self.settings.worker_send_chunk,
             database_time=isinstance(self.clock, DatabaseClock),
+            planner=self.ingestor.plan_waiting,
             metrics=self.metrics,
         )
 

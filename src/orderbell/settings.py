@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_cap_seconds: float = Field(default=900.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    #: how long a verified API key is trusted without a lookup; a revocation made through
+    #: another process applies here after at most this long (0: look up on every request)
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     billing: bool = True  #: price, reserve and debit credits (off: costs are not tracked)
     log_level: str = "INFO"
     log_json: bool = False

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from tests.conftest import make_shop
 from tests.support import drain, event, rule, template
 
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store.schema import api_keys
+from orderbell.store.shops import KeyCache
 
 
 def test_other_shops_ids_answer_404(
@@ -69,6 +70,38 @@ def test_keys_are_hashed_shown_once_and_revocable(
     )
     r = client.get("/v1/shop", headers=new_auth)
     assert r.status_code == 401 and r.json()["error"]["field"] == "authorization"
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(
+    client: TestClient, services: Services, shop: dict[str, Any]
+) -> None:
+    ticks = [0.0]
+    services.api_keys = KeyCache(5.0, now=lambda: ticks[0])
+    created = client.post("/v1/api-keys", headers=shop["auth"], json={"name": "other"}).json()
+    auth = {"Authorization": f"Bearer {created['api_key']}"}
+    assert client.get("/v1/shop", headers=auth).status_code == 200  # verified, now cached
+    with services.engine.begin() as conn:  # as another API process would revoke it
+        conn.execute(
+            update(api_keys).where(api_keys.c.id == created["id"]).values(revoked_at=func.now())
+        )
+    ticks[0] = 4.9
+    assert client.get("/v1/shop", headers=auth).status_code == 200  # trusted for the TTL
+    ticks[0] = 5.0
+    r = client.get("/v1/shop", headers=auth)
+    assert r.status_code == 401 and r.json()["error"]["field"] == "authorization"
+    ticks[0] = 99.0  # a failure is never cached: still refused, and the others still work
+    assert client.get("/v1/shop", headers=auth).status_code == 401
+    assert client.get("/v1/shop", headers=shop["auth"]).status_code == 200
+
+    services.api_keys = KeyCache(0)  # ORDERBELL_API_KEY_CACHE_SECONDS=0: every request looks
+    again = client.post("/v1/api-keys", headers=shop["auth"], json={"name": "x"}).json()
+    auth = {"Authorization": f"Bearer {again['api_key']}"}
+    assert client.get("/v1/shop", headers=auth).status_code == 200
+    with services.engine.begin() as conn:
+        conn.execute(
+            update(api_keys).where(api_keys.c.id == again["id"]).values(revoked_at=func.now())
+        )
+    assert client.get("/v1/shop", headers=auth).status_code == 401
 
 
 def test_missing_and_wrong_credentials(client: TestClient, shop: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import math
 
 from bench.common import Figure
 from bench.ingest import ingest_figures
-from bench.pipeline import pipeline_figure, pricing_figure
+from bench.pipeline import pipeline_figure, planning_figure, pricing_figure
 from bench.render import render_figure
 
 
@@ -22,14 +22,18 @@ def test_render_pipeline_and_pricing_benchmarks_measure_something() -> None:
     for figure in (render_figure(count=200, runs=1), pipeline, pricing_figure(count=5, runs=1)):
         measured(figure)
     assert pipeline.notes["ours_sent"] == pipeline.notes["raw_sent"] == 200
+    measured(planning_figure(count=10, runs=1))  # raises unless every event planned 2 messages
 
 
 def test_http_ingest_benchmark_measures_both_servers() -> None:
-    throughput, latency = ingest_figures(
+    throughput, in_request, latency = ingest_figures(
         count=20, runs=1, limit=5, per_s=20, seconds=0.5, warmup=2, idle_seconds=0.3
     )
     measured(throughput)
+    measured(in_request)
     measured(latency)
+    assert throughput.notes["runs"]["ours"][0]["errors"] == 0
+    assert in_request.passed  # no errors planning in the request either
     assert latency.notes["ours"]["requests"] == 10
     assert latency.notes["ours"]["errors"] == 0
     assert latency.notes["validate_only"]["unanswered"] == 0

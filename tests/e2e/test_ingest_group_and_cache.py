@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
 from tests.conftest import make_shop
-from tests.support import rule, template
+from tests.support import count_rows, rule, template
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import prices
@@ -55,11 +54,6 @@ def _sms_rule(
     )
 
 
-def _count(services: Services, table: Any, *where: Any) -> int:
-    with services.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
-
 def test_concurrent_events_are_each_stored_once_with_their_own_answer(
     client: TestClient, services: Services
 ) -> None:
@@ -70,8 +64,8 @@ def test_concurrent_events_are_each_stored_once_with_their_own_answer(
     with ThreadPoolExecutor(max_workers=24) as pool:
         results = list(pool.map(lambda e: services.ingestor.ingest(shop["id"], e), items))
 
-    assert _count(services, events) == 120
-    assert _count(services, messages) == 120
+    assert count_rows(services, events) == 120
+    assert count_rows(services, messages) == 120
     by_event: dict[int, set[bool]] = {}
     for item, result in zip(items, results, strict=True):
         assert result.outcome["messages"], item.id
@@ -79,7 +73,7 @@ def test_concurrent_events_are_each_stored_once_with_their_own_answer(
     assert len(by_event) == 120
     assert sum(1 for r in results if r.duplicate) == 12
     # every message reserved its cost exactly once
-    assert _count(services, ledger, ledger.c.kind == "reservation") == 120
+    assert count_rows(services, ledger, ledger.c.kind == "reservation") == 120
 
 
 def test_one_bad_event_in_a_group_fails_alone(client: TestClient, services: Services) -> None:
@@ -102,8 +96,8 @@ def test_one_bad_event_in_a_group_fails_alone(client: TestClient, services: Serv
     assert isinstance(results[20], Conflict)
     assert results[20].field == "idempotency_key"
     assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 20)
-    assert _count(services, events) == 40
-    assert _count(services, messages) == 40
+    assert count_rows(services, events) == 40
+    assert count_rows(services, messages) == 40
 
 
 def test_a_rule_change_applies_to_the_next_event(client: TestClient, services: Services) -> None:

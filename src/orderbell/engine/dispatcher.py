@@ -7,7 +7,7 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -92,6 +92,7 @@ class Dispatcher:
         send_chunk: int | None = None,
         database_time: bool = False,
         metrics: Metrics | None = None,
+        planner: Callable[[int], int] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -116,6 +117,8 @@ class Dispatcher:
         #: validity is also judged by the database server's clock in the claim (PostgreSQL)
         self._database_time = database_time
         self._metrics = metrics
+        #: plans up to N accepted events (Prefer: respond-async); returns how many it took
+        self._planner = planner
 
     def _shop(self, shop_id: int, now: datetime) -> Shop:
         cached = self._shops.get(shop_id)
@@ -471,12 +474,18 @@ class Dispatcher:
             **common,
         )
 
+    def plan_accepted(self) -> int:
+        """Plan a batch of accepted events, if this worker plans them; how many it took."""
+        return self._planner(self._batch) if self._planner is not None else 0
+
     async def drain(self, max_batches: int = 10_000) -> int:
-        """Process batches until nothing is due (tests and the demo use this)."""
+        """Plan accepted events and process batches until nothing is left to do (tests and
+        the demo use this); returns how many messages were claimed."""
         total = 0
         for _ in range(max_batches):
+            planned = self.plan_accepted()
             claimed = await self.run_once()
-            if claimed == 0:
+            if claimed == 0 and planned == 0:
                 break
             total += claimed
         await self.close()
@@ -523,11 +532,16 @@ class Dispatcher:
                 except Exception as exc:  # renewal must never stop sending
                     log.error("renewal_failed", error=type(exc).__name__)
             try:
+                planned = self.plan_accepted()
+            except Exception as exc:  # planning must never stop sending
+                log.error("planning_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                planned = 0
+            try:
                 claimed = await self.run_once(stop)
             except Exception as exc:  # keep the worker alive across database hiccups
                 log.error("dispatch_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 claimed = 0
-            if claimed == 0 and not stop.is_set():
+            if claimed == 0 and planned == 0 and not stop.is_set():
                 await _idle(stop, poll_seconds, waker)
 
 

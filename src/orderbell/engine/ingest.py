@@ -12,7 +12,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
@@ -34,7 +33,7 @@ from orderbell.store import attachments as attachment_store
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
-from orderbell.store.driver import Driver, json_out
+from orderbell.store.driver import INTEGRITY_ERRORS, Driver, json_out
 from orderbell.store.schema import events
 from orderbell.templates.sandbox import Renderer
 
@@ -45,8 +44,14 @@ STATUS_OF_EVENT = {"order.delivered": "delivered"}
 
 def body_hash(data: EventIn) -> str:
     """A stable fingerprint of an event body (the same event → the same hash)."""
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return fingerprint(data)[0]
+
+
+def fingerprint(data: EventIn) -> tuple[str, dict[str, Any]]:
+    """The body's hash and its JSON form (what an accepted event stores as its payload)."""
+    dump = data.model_dump(mode="json")
+    canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest(), dump
 
 
 def event_status(data: EventIn) -> str | None:
@@ -69,6 +74,10 @@ def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> Ord
 
 # Run on the driver's cursor (store/driver.py): it runs for every event.
 _REPLAY = "SELECT id, body_hash, outcome FROM events WHERE shop_id = ? AND idempotency_key = ?"
+#: Accepted events waiting for a worker to plan them, oldest first (ix_events_waiting).
+_WAITING = "SELECT id, shop_id, payload FROM events WHERE planned_at IS NULL ORDER BY id LIMIT ?"
+#: What an accepted event answers until a worker has planned it.
+ACCEPTED = {"status": "accepted"}
 
 #: The most events one group commit takes; later arrivals form the next group.
 GROUP_MAX = 64
@@ -82,6 +91,8 @@ class _Pending:
     data: EventIn
     key: str
     digest: str
+    plan: bool = True  #: False: store the event only (accepted), a worker plans it later
+    dump: dict[str, Any] | None = None  #: the body's JSON form, when already made
     done: bool = False
     result: IngestResult | None = None
     error: Exception | None = None
@@ -128,13 +139,27 @@ class Ingestor:
         Events arriving at the same time from several threads share one transaction (group
         commit), each inside its own savepoint: one event's failure rolls back only that
         event, and the commit — the expensive part — is paid once for the group."""
-        digest = body_hash(data)
+        return self._through_group(shop_id, data, idempotency_key, plan=True)
+
+    def accept(
+        self, shop_id: int, data: EventIn, idempotency_key: str | None = None
+    ) -> IngestResult:
+        """Store one event durably without planning it yet (`Prefer: respond-async`): the
+        answer says `accepted`, and a worker plans its messages soon after
+        (`plan_waiting`), in the order events were accepted. Replays and conflicting
+        replays behave as with `ingest`."""
+        return self._through_group(shop_id, data, idempotency_key, plan=False)
+
+    def _through_group(
+        self, shop_id: int, data: EventIn, idempotency_key: str | None, *, plan: bool
+    ) -> IngestResult:
+        digest, dump = fingerprint(data)
         key = idempotency_key or (f"id:{data.id}" if data.id else f"body:{digest}")
-        item = _Pending(shop_id=shop_id, data=data, key=key, digest=digest)
+        item = _Pending(shop_id=shop_id, data=data, key=key, digest=digest, plan=plan, dump=dump)
         self._wait_for_group(item)
         if item.result is not None:
             return item.result
-        if not isinstance(item.error, IntegrityError):
+        if not isinstance(item.error, INTEGRITY_ERRORS):
             assert item.error is not None
             raise item.error
         # Another process stored the same key between our check and insert.
@@ -166,13 +191,13 @@ class Ingestor:
     def _run_group(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as conn:
+                db = Driver(conn)
                 for it in batch:
                     try:
-                        with conn.begin_nested():
+                        with db.savepoint():
                             previous = self._replay(conn, it.shop_id, it.key, it.digest)
-                            it.result = previous or self._store(
-                                conn, it.shop_id, it.data, it.key, it.digest
-                            )
+                            store = self._store if it.plan else self._store_accepted
+                            it.result = previous or store(conn, it)
                     except Exception as exc:  # this event only: its savepoint is rolled back
                         it.result, it.error = None, exc
         except Exception as exc:  # the commit itself failed: nothing of the group was stored
@@ -185,16 +210,55 @@ class Ingestor:
                     it.error = RuntimeError("the event was not processed")
                 it.done = True
 
-    def ingest_many(self, shop_id: int, items: Sequence[EventIn]) -> list[IngestResult]:
-        """Ingest a batch in one transaction: all stored, or none."""
+    def ingest_many(
+        self, shop_id: int, items: Sequence[EventIn], *, plan: bool = True
+    ) -> list[IngestResult]:
+        """Ingest a batch in one transaction: all stored, or none (`plan=False`: accepted
+        only, as `accept` does)."""
         results: list[IngestResult] = []
+        store = self._store if plan else self._store_accepted
         with self._engine.begin() as conn:
             for data in items:
-                digest = body_hash(data)
+                digest, dump = fingerprint(data)
                 key = f"id:{data.id}" if data.id else f"body:{digest}"
+                it = _Pending(shop_id=shop_id, data=data, key=key, digest=digest, dump=dump)
                 previous = self._replay(conn, shop_id, key, digest)
-                results.append(previous or self._store(conn, shop_id, data, key, digest))
+                results.append(previous or store(conn, it))
         return results
+
+    def plan_waiting(self, limit: int = 100) -> int:
+        """Plan up to `limit` accepted events, oldest first, in one transaction; returns
+        how many were taken. On PostgreSQL concurrent workers skip each other's events
+        (FOR UPDATE SKIP LOCKED). An event that cannot be planned is marked planned with
+        the error as its outcome (logged), so it never blocks the ones behind it."""
+        with self._engine.begin() as conn:
+            db = Driver(conn)
+            sql = _WAITING + ("" if db.sqlite else " FOR UPDATE SKIP LOCKED")
+            waiting = db.rows(sql, (limit,))
+            for event_id, shop_id, payload in waiting:
+                now = self._clock.now()
+                try:
+                    data = EventIn.model_validate(json_out(payload))
+                    for retry in (True, False):
+                        try:
+                            with db.savepoint():
+                                self._plan_event(conn, shop_id, data, now, event_id=event_id)
+                            break
+                        except INTEGRITY_ERRORS:
+                            # another worker created the same customer or order meanwhile
+                            # (committed by now): its row is visible to a second try
+                            if not retry:
+                                raise
+                except Exception as exc:  # this event only: its savepoint is rolled back
+                    log.error(
+                        "event_planning_failed",
+                        shop_id=shop_id,
+                        event_id=event_id,
+                        error=type(exc).__name__,
+                    )
+                    reason = f"failed to plan: {type(exc).__name__}: {str(exc)[:300]}"
+                    db.update(events, event_id, {"outcome": {"error": reason}, "planned_at": now})
+        return len(waiting)
 
     def _replay(self, conn: Connection, shop_id: int, key: str, digest: str) -> IngestResult | None:
         found = Driver(conn).rows(_REPLAY, (shop_id, key))
@@ -207,10 +271,29 @@ class Ingestor:
             )
         return IngestResult(event_id=event_id, duplicate=True, outcome=json_out(outcome))
 
-    def _store(
-        self, conn: Connection, shop_id: int, data: EventIn, key: str, digest: str
+    def _store_accepted(self, conn: Connection, it: _Pending) -> IngestResult:
+        """The event alone, waiting to be planned (its attachments stay in the payload
+        until then)."""
+        payload = it.dump if it.dump is not None else it.data.model_dump(mode="json")
+        row = _event_row(it, self._clock.now(), payload=payload, outcome=ACCEPTED)
+        event_id = Driver(conn).insert(events, {**row, "planned_at": None})
+        return IngestResult(event_id=event_id, duplicate=False, outcome=ACCEPTED)
+
+    def _store(self, conn: Connection, it: _Pending) -> IngestResult:
+        return self._plan_event(conn, it.shop_id, it.data, self._clock.now(), new=it)
+
+    def _plan_event(
+        self,
+        conn: Connection,
+        shop_id: int,
+        data: EventIn,
+        now: datetime,
+        *,
+        event_id: int | None = None,
+        new: _Pending | None = None,
     ) -> IngestResult:
-        now = self._clock.now()
+        """Apply the event to its order and plan its messages: a `new` event's row is
+        inserted here (planned at once); an accepted one's (`event_id`) is completed."""
         config = self._configs.get(conn, shop_id)
         shop = config.shop
         customer_id, customer = customer_store.upsert_from_event(conn, shop, data.customer, now)
@@ -223,28 +306,24 @@ class Ingestor:
             occurred_at=data.occurred_at,
             now=now,
         )
-        event_id = Driver(conn).insert(
-            events,
-            {
-                "shop_id": shop_id,
-                "idempotency_key": key,
-                "body_hash": digest,
-                "type": data.type,
-                "occurred_at": data.occurred_at,
-                "order_id": applied.order_id,
-                # the files are kept once, in event_attachments, not in the payload
-                "payload": data.model_dump(mode="json", exclude={"attachments"}),
-                "outcome": {},
-                "received_at": now,
-            },
-        )
+        # the files are kept once, in event_attachments, not in the payload
+        payload = data.model_dump(mode="json", exclude={"attachments"})
+        completed: dict[str, Any] = {}
+        if new is not None:
+            row = _event_row(new, now, payload=payload, outcome={})
+            event_id = Driver(conn).insert(
+                events, {**row, "order_id": applied.order_id, "planned_at": now}
+            )
+        else:
+            completed = {"order_id": applied.order_id, "payload": payload}
+        assert event_id is not None
         attachment_store.add_to_event(
             conn, shop_id, event_id, applied.order_id, data.attachments, now
         )
         outcome = self._plan_and_store(
             conn, config, data, applied, customer_id, customer, event_id, now
         )
-        Driver(conn).update(events, event_id, {"outcome": outcome})
+        Driver(conn).update(events, event_id, {"outcome": outcome, "planned_at": now, **completed})
         log.info(
             "event_ingested",
             shop_id=shop_id,
@@ -413,6 +492,19 @@ class Ingestor:
         country = destination_country(p.channel, p.recipient)
         unit = config.unit_price(conn, plan_id, p.channel, country)
         return priced(unit, p.channel, country, sms.segments if sms is not None else None)
+
+
+def _event_row(it: _Pending, now: datetime, **more: Any) -> dict[str, Any]:
+    """The columns every new events row gives."""
+    return {
+        "shop_id": it.shop_id,
+        "idempotency_key": it.key,
+        "body_hash": it.digest,
+        "type": it.data.type,
+        "occurred_at": it.data.occurred_at,
+        "received_at": now,
+        **more,
+    }
 
 
 def is_pending(status: MessageStatus) -> bool:

@@ -15,16 +15,33 @@ Everything else keeps using SQLAlchemy Core.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection, Numeric, Table
+from sqlalchemy import exc as sqlalchemy_exc
 
 from orderbell.store.schema import UtcDateTime
+
+
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [sqlalchemy_exc.IntegrityError, sqlite3.IntegrityError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return tuple(errors)
+    return (*errors, psycopg.IntegrityError)
+
+
+#: A unique or foreign-key violation as SQLAlchemy raises it, or as the DB-API driver does
+#: under the Driver's raw cursors (sqlite3, psycopg): `except INTEGRITY_ERRORS`.
+INTEGRITY_ERRORS = _integrity_errors()
 
 
 @lru_cache(maxsize=1024)
@@ -69,6 +86,19 @@ class Driver:
             return int(cur.rowcount)
         finally:
             cur.close()
+
+    @contextmanager
+    def savepoint(self, name: str = "orderbell_item") -> Iterator[None]:
+        """A savepoint in plain SQL (SQLAlchemy's compiles a statement each time): if the
+        block raises, its changes alone are rolled back and the transaction goes on."""
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per parameter set (psycopg pipelines them)."""

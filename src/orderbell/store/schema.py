@@ -173,7 +173,15 @@ events = Table(
     Column("payload", JSON, nullable=False),
     Column("outcome", JSON, nullable=False),  # rule verdicts and planned message ids
     Column("received_at", UtcDateTime, nullable=False),
+    # NULL while an accepted event (Prefer: respond-async) waits for a worker to plan it
+    Column("planned_at", UtcDateTime),
     UniqueConstraint("shop_id", "idempotency_key", name="uq_events_shop_key"),
+)
+Index(
+    "ix_events_waiting",
+    events.c.id,
+    sqlite_where=events.c.planned_at.is_(None),
+    postgresql_where=events.c.planned_at.is_(None),
 )
 
 templates = Table(

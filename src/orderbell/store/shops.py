@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -242,6 +245,46 @@ def create_key(conn: Connection, shop_id: int, name: str, now: datetime) -> tupl
         )
     )
     return key_id, f"{KEY_PREFIX}{prefix}_{secret}"
+
+
+class KeyCache:
+    """Shops of API keys verified in the last `ttl` seconds, so a busy client's requests
+    skip the key lookup. Entries are keyed by the SHA-256 of the whole key (the key itself is
+    never kept); failures are never cached. A revocation made through this process clears
+    the cache at once; one made by another process applies here within `ttl` seconds
+    (`ORDERBELL_API_KEY_CACHE_SECONDS`, 0 turns the cache off)."""
+
+    def __init__(
+        self, ttl: float, *, size: int = 10_000, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self._size = size
+        self._now = now
+        self._lock = threading.Lock()
+        self._shops: dict[str, tuple[float, int]] = {}
+
+    def get(self, key: str) -> int | None:
+        """The shop a recently verified key belongs to, or None."""
+        if self.ttl <= 0:
+            return None
+        found = self._shops.get(_hash(key))
+        if found is None or found[0] <= self._now():
+            return None
+        return found[1]
+
+    def put(self, key: str, shop_id: int) -> None:
+        """Remember a key just verified against the database."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._shops) >= self._size:
+                self._shops.clear()
+            self._shops[_hash(key)] = (self._now() + self.ttl, shop_id)
+
+    def clear(self) -> None:
+        """Forget every key (after a revocation)."""
+        with self._lock:
+            self._shops.clear()
 
 
 def authenticate(conn: Connection, key: str) -> int:

@@ -1,41 +1,142 @@
-"""POST /v1/events: one event or a batch; replays answer the original result."""
+"""POST /v1/events: one event or a batch; replays answer the original result.
+
+By default the answer (201) comes after the event's messages are planned, in the same
+transaction as the event. With ``Prefer: respond-async`` (RFC 7240) the event is stored
+durably and answered at once (202, ``Location: /v1/events/{id}``); a worker plans its
+messages right after, and ``GET /v1/events/{id}`` shows the outcome.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field, TypeAdapter, ValidationError
+from sqlalchemy import select
 
-from orderbell.api.deps import ServicesDep, ShopId
+from orderbell.api.deps import Read, ServicesDep, ShopId
 from orderbell.api.schemas import EventIn, Key
+from orderbell.compose import Services
+from orderbell.errors import InvalidInput, NotFound
+from orderbell.store.schema import events
 
 router = APIRouter(prefix="/v1", tags=["events"])
+
+
+def wants_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header asks for `respond-async` (RFC 7240: comma-separated
+    preferences, each maybe with `;` parameters, names case-insensitive)."""
+    if not prefer:
+        return False
+    return any(p.split(";", 1)[0].split("=", 1)[0].strip().lower() == "respond-async"
+               for p in prefer.split(","))  # fmt: skip
+
+
+_KEY: TypeAdapter[str] = TypeAdapter(Key)
+_PREFER: TypeAdapter[str] = TypeAdapter(Annotated[str, Field(max_length=200)])
+#: The two headers, read from the request (FastAPI's header parameters cost more per
+#: request than the rest of an accepted event) and documented here.
+_HEADERS = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "a replay with the same key answers the original result; the same "
+        "key with another body is a 409",
+    },
+    {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "`respond-async`: answer 202 once the event is stored; a worker plans "
+        "its messages right after",
+    },
+]
+
+
+def _header(request: Request, name: str, field: str, adapter: TypeAdapter[str]) -> str | None:
+    """An optional header, validated as a header parameter would be (422 naming `field`)."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(f"{name}: {exc.errors()[0]['msg']}", field=field) from None
 
 
 @router.post(
     "/events",
     status_code=201,
-    responses={200: {"description": "a replay: the original result"}},
+    responses={
+        200: {"description": "a replay: the original result"},
+        202: {"description": "accepted (Prefer: respond-async): stored, planned soon after"},
+    },
+    openapi_extra={"parameters": _HEADERS},
 )
 def post_events(
-    svc: ServicesDep,
+    request: Request,
     shop: ShopId,
     body: Annotated[EventIn | list[EventIn], Body()],
-    idempotency_key: Annotated[Key | None, Header()] = None,
 ) -> Any:
-    """Accept one event (or a list of up to 500) and plan its messages, durably."""
+    """Accept one event (or a list of up to 500) and plan its messages, durably; with
+    `Prefer: respond-async`, store it durably and plan its messages right after."""
+    svc: Services = request.app.state.services  # as ServicesDep, one dependency fewer
+    idempotency_key = _header(request, "idempotency-key", "idempotency_key", _KEY)
+    accept = wants_async(_header(request, "prefer", "prefer", _PREFER))
+    headers = {"Preference-Applied": "respond-async"} if accept else {}
+    created = 202 if accept else 201
     if isinstance(body, list):
         if not body or len(body) > 500:
-            from orderbell.errors import InvalidInput
-
             raise InvalidInput("a batch holds 1 to 500 events", field="body")
-        results = svc.ingestor.ingest_many(shop, body)
-        return JSONResponse({"results": [r.as_json() for r in results]}, status_code=201)
-    result = svc.ingestor.ingest(
-        shop, body, f"header:{idempotency_key}" if idempotency_key else None
+        results = svc.ingestor.ingest_many(shop, body, plan=not accept)
+        return JSONResponse(
+            {"results": [r.as_json() for r in results]}, status_code=created, headers=headers
+        )
+    key = f"header:{idempotency_key}" if idempotency_key else None
+    result = (svc.ingestor.accept if accept else svc.ingestor.ingest)(shop, body, key)
+    if accept:
+        headers["Location"] = f"/v1/events/{result.event_id}"
+    return JSONResponse(
+        result.as_json(), status_code=200 if result.duplicate else created, headers=headers
     )
-    return JSONResponse(result.as_json(), status_code=200 if result.duplicate else 201)
+
+
+@router.get("/events/{event_id}")
+def get_event(conn: Read, shop: ShopId, event_id: int) -> Any:
+    """An event and what it led to: `accepted` while it waits for a worker, then `planned`
+    with the rule verdicts and the messages planned (or `failed` with the reason)."""
+    row = conn.execute(
+        select(
+            events.c.id,
+            events.c.type,
+            events.c.occurred_at,
+            events.c.received_at,
+            events.c.planned_at,
+            events.c.order_id,
+            events.c.outcome,
+        ).where(events.c.id == event_id, events.c.shop_id == shop)
+    ).first()
+    if row is None:
+        raise NotFound("event not found", field="event_id")
+    outcome = dict(row.outcome or {})
+    status = "failed" if "error" in outcome else "planned"
+    if row.planned_at is None:
+        status = "accepted"
+    outcome.pop("status", None)
+    return {
+        "event_id": row.id,
+        "type": row.type,
+        "status": status,
+        "occurred_at": row.occurred_at.isoformat(),
+        "received_at": row.received_at.isoformat(),
+        "planned_at": row.planned_at.isoformat() if row.planned_at else None,
+        "order_id": row.order_id,
+        **outcome,
+    }
 
 
 @router.post("/simulate")

@@ -64,3 +64,4 @@ def revoke_key(svc: ServicesDep, shop: ShopId, key_id: int) -> None:
     """Revoke a key at once."""
     with svc.engine.begin() as conn:
         shop_store.revoke_key(conn, shop, key_id, svc.clock.now())
+    svc.api_keys.clear()  # at once in this process (others: within the cache TTL)

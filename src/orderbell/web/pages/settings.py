@@ -174,4 +174,5 @@ def revoke_key(request: Request, svc: Svc, me: Me, form: Posted, key_id: int) ->
     """Revoke an API key at once."""
     with svc.engine.begin() as conn:
         shop_store.revoke_key(conn, me.shop_id, key_id, svc.clock.now())
+    svc.api_keys.clear()  # at once in this process (others: within the cache TTL)
     return redirect(request, "/settings/#keys", "API key revoked.")
