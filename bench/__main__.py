@@ -22,7 +22,7 @@ from bench.gateways import egress_figures, pacing_figures
 from bench.ingest import ingest_figures
 from bench.kannel import kannel_figures
 from bench.memory import memory_figures
-from bench.pipeline import pipeline_figure, pricing_figure
+from bench.pipeline import pipeline_figure, planning_figure, pricing_figure
 from bench.render import render_figure
 from bench.smtp import smtp_figure
 from bench.workers import worker_figures
@@ -41,6 +41,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "pipeline": lambda: [pipeline_figure(count=2_000, runs=1)],
             "ingest": lambda: ingest_figures(count=300, runs=1, limit=3, per_s=200, seconds=1),
             "pricing": lambda: [pricing_figure(count=50, runs=1)],
+            "planning": lambda: [planning_figure(count=200, runs=1)],
             "smtp": lambda: [smtp_figure(count=300, runs=1)],
             "egress": lambda: egress_figures(count=1_000, runs=1),
             "pacing": lambda: pacing_figures(seconds=3),
@@ -57,6 +58,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "pipeline": lambda: [pipeline_figure(count=20_000, runs=3)],
         "ingest": lambda: ingest_figures(count=5_000, runs=3, limit=10, per_s=1000, seconds=5),
         "pricing": lambda: [pricing_figure(count=300, runs=3)],
+        "planning": lambda: [planning_figure(count=2_000, runs=3)],
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
         "egress": lambda: egress_figures(count=2_000, runs=3),
         "pacing": lambda: pacing_figures(seconds=60),  # the issue: accuracy over 60 s

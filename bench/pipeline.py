@@ -205,3 +205,55 @@ def pricing_figure(count: int = 300, runs: int = 3) -> Figure:
         passed=on / off >= 0.9,
         notes={"count": count, "on_runs": on_runs, "off_runs": off_runs},
     )
+
+
+def planning_figure(count: int = 2_000, runs: int = 3) -> Figure:
+    """Accepted events (Prefer: respond-async) planned by the worker, batches of 100 in one
+    transaction each, against planning each event in its own request (`ingest`)."""
+
+    def one(accepted: bool) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            svc = services(Path(tmp), billing=True)
+            shop_id = demo_shop(svc)
+            events = [event(i) for i in range(1, count + 1)]
+            if accepted:
+                for e in events:
+                    svc.ingestor.accept(shop_id, e)
+
+                def work() -> int:
+                    done = 0
+                    while (n := svc.ingestor.plan_waiting(BATCH)) > 0:
+                        done += n
+                    return done
+            else:
+
+                def work() -> int:
+                    for e in events:
+                        svc.ingestor.ingest(shop_id, e)
+                    return len(events)
+
+            measured = rate(work)
+            with svc.engine.connect() as conn:
+                planned = conn.execute(select(func.count()).select_from(messages)).scalar_one()
+            svc.engine.dispose()
+        if planned != 2 * count:
+            raise RuntimeError(f"{planned} messages planned for {count} events, not {2 * count}")
+        return measured
+
+    sync_runs, planner_runs = interleaved(runs, lambda: one(False), lambda: one(True))
+    return Figure(
+        name=f"extra: planning accepted events ({count:,} ev, 2 msg each)",
+        unit="events/s",
+        ours=median(planner_runs),
+        baseline=median(sync_runs),
+        target="info",
+        passed=True,
+        notes={
+            "count": count,
+            "planner_runs": planner_runs,
+            "planned_in_request_runs": sync_runs,
+            "baseline": "the same events through `ingest` one at a time (each its own "
+            "transaction, as one request after another)",
+            "billing": "on (credit reserved per message)",
+        },
+    )
