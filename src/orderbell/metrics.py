@@ -19,7 +19,7 @@ from sqlalchemy import Engine, case, func, select
 from orderbell.channels.base import Outcome, SendResult
 from orderbell.clock import Clock
 from orderbell.store.messages import pending_condition
-from orderbell.store.schema import UtcDateTime, messages
+from orderbell.store.schema import UtcDateTime, events, messages
 
 log = structlog.get_logger("orderbell.metrics")
 _DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -49,10 +49,25 @@ class QueueCollector(Collector):
             "How long the oldest due message has been waiting (0 if none is due)",
             labels=["shop", "channel"],
         )
+        waiting = GaugeMetricFamily(
+            "orderbell_events_waiting",
+            "Accepted events (Prefer: respond-async) not planned yet",
+            labels=["shop"],
+        )
+        waiting_age = GaugeMetricFamily(
+            "orderbell_events_oldest_waiting_age_seconds",
+            "How long the oldest accepted event has waited to be planned",
+            labels=["shop"],
+        )
         now = self._clock.now()
         is_due = messages.c.due_at <= now
         try:
             with self._engine.connect() as conn:
+                accepted = conn.execute(
+                    select(events.c.shop_id, func.count(), func.min(events.c.received_at))
+                    .where(events.c.planned_at.is_(None))
+                    .group_by(events.c.shop_id)
+                ).all()
                 rows = conn.execute(
                     select(
                         messages.c.shop_id,
@@ -76,9 +91,17 @@ class QueueCollector(Collector):
             age.add_metric(
                 labels, max(0.0, (now - oldest_at).total_seconds()) if oldest_at else 0.0
             )
+        for shop_id, count, oldest in accepted:
+            since: datetime | None = UtcDateTime().process_result_value(oldest, dialect)
+            waiting.add_metric([str(shop_id)], float(count))
+            waiting_age.add_metric(
+                [str(shop_id)], max(0.0, (now - since).total_seconds()) if since else 0.0
+            )
         yield depth
         yield due
         yield age
+        yield waiting
+        yield waiting_age
 
 
 class Metrics:

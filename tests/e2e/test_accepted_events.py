@@ -9,13 +9,16 @@ import asyncio
 import base64
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from tests.conftest import Outbox, make_shop
+from tests.ops.test_metrics import scrape
 from tests.support import count_rows, drain, messages, rule, template
 
+from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store.schema import event_attachments, events
 from orderbell.store.schema import messages as message_table
@@ -236,3 +239,18 @@ def test_a_bad_idempotency_key_is_refused_naming_the_header(
         assert r.status_code == 422, r.text
         assert r.json()["error"]["field"] == "idempotency_key"
     assert count_rows(services, events) == 0
+
+
+def test_metrics_show_how_many_events_wait_and_for_how_long(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = _shop_with_rules(client)
+    for code in ("M-1", "M-2"):
+        assert _post(client, shop, _body(code)).status_code == 202
+    clock.advance(timedelta(seconds=42))
+    labels = (("shop", str(shop["id"])),)
+    before = scrape(client)
+    assert before[("orderbell_events_waiting", labels)] == 2
+    assert before[("orderbell_events_oldest_waiting_age_seconds", labels)] == 42
+    drain(services)
+    assert ("orderbell_events_waiting", labels) not in scrape(client)

@@ -22,6 +22,7 @@ from tests.ops.harness import (
     worker_env,
 )
 
+from orderbell.api.schemas import EventIn
 from orderbell.channels.console import ConsoleProvider
 from orderbell.clock import SkewedClock, SystemClock
 from orderbell.compose import build, database_clock
@@ -29,7 +30,7 @@ from orderbell.domain.model import Channel
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
 from orderbell.settings import Settings
 from orderbell.store.db import make_engine
-from orderbell.store.schema import attempts, message_log, messages
+from orderbell.store.schema import attempts, events, message_log, messages
 from orderbell.templates.sandbox import Renderer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(90)]
@@ -127,6 +128,48 @@ def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
             assert st == "sent" and time.monotonic() - started < 1.0
             with svc.engine.begin() as conn:
                 conn.execute(messages.delete())
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        svc.engine.dispose()
+
+
+def test_an_accepted_event_wakes_an_idle_worker_to_plan_it_by_notify(
+    ops_db: str, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=ops_db, outbox_file=tmp_path / "out.jsonl")  # type: ignore[arg-type]
+    svc = build(settings)
+    shop = new_shop(svc.engine, "accept")
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    waker = None
+
+    async def work() -> None:
+        nonlocal waker
+        waker = svc.waker()
+        await svc.dispatcher("plan").run(stop, poll_seconds=30, waker=waker)  # 30 s poll
+        await waker.close()
+
+    def planned(event_id: int) -> bool:
+        with svc.engine.connect() as conn:
+            at = conn.execute(select(events.c.planned_at).where(events.c.id == event_id))
+            return at.scalar() is not None
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(work(),), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: waker is not None and waker.connected.is_set(), 10)  # type: ignore[attr-defined]
+        time.sleep(0.5)  # the worker is idle in its 30 s sleep
+        for i in range(3):
+            event = EventIn.model_validate(
+                {"type": "order.created", "occurred_at": "2026-11-20T10:00:00+00:00",
+                 "order": {"code": f"W-{i}"}, "customer": {"id": "c1"}}
+            )  # fmt: skip
+            started = time.monotonic()
+            accepted = svc.ingestor.accept(shop, event)
+            assert accepted.outcome == {"status": "accepted"}
+            assert wait_until(lambda e=accepted.event_id: planned(e), 5, step=0.02)
+            assert time.monotonic() - started < 1.0
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
