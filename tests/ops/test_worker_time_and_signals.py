@@ -6,6 +6,8 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from tests.ops.harness import (
 from orderbell.api.schemas import EventIn
 from orderbell.channels.console import ConsoleProvider
 from orderbell.clock import SkewedClock, SystemClock
-from orderbell.compose import build, database_clock
+from orderbell.compose import Services, build, database_clock
 from orderbell.domain.model import Channel
 from orderbell.engine.dispatcher import Dispatcher, RetryPolicy
 from orderbell.settings import Settings
@@ -97,12 +99,12 @@ def test_validity_passing_while_the_gateway_is_down_expires_by_the_database_cloc
     engine.dispose()
 
 
-def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
-    ops_db: str, tmp_path: Path
-) -> None:
+@contextmanager
+def idle_worker(ops_db: str, tmp_path: Path) -> Iterator[Services]:
+    """A worker on its own thread that polls only every 30 s: within the block, only a
+    notification can wake it in time. Yields its services once it listens and idles."""
     settings = Settings(database_url=ops_db, outbox_file=tmp_path / "out.jsonl")  # type: ignore[arg-type]
     svc = build(settings)
-    shop = new_shop(svc.engine, "wake")
     stop = asyncio.Event()
     loop = asyncio.new_event_loop()
     waker = None
@@ -110,7 +112,6 @@ def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
     async def work() -> None:
         nonlocal waker
         waker = svc.waker()
-        # a 30 s poll: only the notification can wake it in time
         await svc.dispatcher("wake").run(stop, poll_seconds=30, waker=waker)
         await waker.close()
 
@@ -119,6 +120,18 @@ def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
     try:
         assert wait_until(lambda: waker is not None and waker.connected.is_set(), 10)  # type: ignore[attr-defined]
         time.sleep(0.5)  # the worker is idle in its 30 s sleep
+        yield svc
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        svc.engine.dispose()
+
+
+def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
+    ops_db: str, tmp_path: Path
+) -> None:
+    with idle_worker(ops_db, tmp_path) as svc:
+        shop = new_shop(svc.engine, "wake")
         for _ in range(3):
             [mid] = seed(svc.engine, shop, 1)
             started = time.monotonic()
@@ -128,38 +141,19 @@ def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
             assert st == "sent" and time.monotonic() - started < 1.0
             with svc.engine.begin() as conn:
                 conn.execute(messages.delete())
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        svc.engine.dispose()
 
 
 def test_an_accepted_event_wakes_an_idle_worker_to_plan_it_by_notify(
     ops_db: str, tmp_path: Path
 ) -> None:
-    settings = Settings(database_url=ops_db, outbox_file=tmp_path / "out.jsonl")  # type: ignore[arg-type]
-    svc = build(settings)
-    shop = new_shop(svc.engine, "accept")
-    stop = asyncio.Event()
-    loop = asyncio.new_event_loop()
-    waker = None
+    with idle_worker(ops_db, tmp_path) as svc:
+        shop = new_shop(svc.engine, "accept")
 
-    async def work() -> None:
-        nonlocal waker
-        waker = svc.waker()
-        await svc.dispatcher("plan").run(stop, poll_seconds=30, waker=waker)  # 30 s poll
-        await waker.close()
+        def planned(event_id: int) -> bool:
+            with svc.engine.connect() as conn:
+                at = conn.execute(select(events.c.planned_at).where(events.c.id == event_id))
+                return at.scalar() is not None
 
-    def planned(event_id: int) -> bool:
-        with svc.engine.connect() as conn:
-            at = conn.execute(select(events.c.planned_at).where(events.c.id == event_id))
-            return at.scalar() is not None
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(work(),), daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: waker is not None and waker.connected.is_set(), 10)  # type: ignore[attr-defined]
-        time.sleep(0.5)  # the worker is idle in its 30 s sleep
         for i in range(3):
             event = EventIn.model_validate(
                 {"type": "order.created", "occurred_at": "2026-11-20T10:00:00+00:00",
@@ -170,10 +164,6 @@ def test_an_accepted_event_wakes_an_idle_worker_to_plan_it_by_notify(
             assert accepted.outcome == {"status": "accepted"}
             assert wait_until(lambda e=accepted.event_id: planned(e), 5, step=0.02)
             assert time.monotonic() - started < 1.0
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        svc.engine.dispose()
 
 
 def test_sigterm_finishes_the_chunk_in_flight_and_gives_back_unstarted_claims(
