@@ -104,6 +104,16 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(
     assert client.get("/v1/shop", headers=auth).status_code == 401
 
 
+def test_a_lookup_that_began_before_a_revocation_is_not_cached() -> None:
+    cache = KeyCache(60.0)
+    started = cache.generation  # a request reads the key from the database ...
+    cache.clear()  # ... while the key is revoked through this process
+    cache.put("ob_key_secret", 1, started)  # the stale answer arrives after the clear
+    assert cache.get("ob_key_secret") is None
+    cache.put("ob_key_secret", 1, cache.generation)
+    assert cache.get("ob_key_secret") == 1
+
+
 def test_missing_and_wrong_credentials(client: TestClient, shop: dict[str, Any]) -> None:
     assert client.get("/v1/messages").status_code == 401
     bad = {"Authorization": "Bearer ob_nothere_secret"}

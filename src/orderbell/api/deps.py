@@ -45,9 +45,10 @@ class ApiKey(HTTPBearer):
 
 
 def _look_up(svc: Services, key: str) -> int:
+    generation = svc.api_keys.generation
     with reading(svc.engine) as conn:
         shop = shop_store.authenticate(conn, key)
-    svc.api_keys.put(key, shop)
+    svc.api_keys.put(key, shop, generation)
     return shop
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
 
 from orderbell.api.schemas import EventIn
@@ -28,12 +29,12 @@ from orderbell.domain.model import (
 from orderbell.domain.sms_text import SmsText, decide
 from orderbell.engine.planner import PlannedMessage, TemplateInfo, plan
 from orderbell.engine.shop_config import ShopConfig, ShopConfigCache
-from orderbell.errors import Conflict, TemplateError
+from orderbell.errors import Conflict, OrderbellError, TemplateError
 from orderbell.store import attachments as attachment_store
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
-from orderbell.store.driver import INTEGRITY_ERRORS, Driver, json_out
+from orderbell.store.driver import DATABASE_ERRORS, INTEGRITY_ERRORS, Driver, json_out
 from orderbell.store.schema import events
 from orderbell.templates.sandbox import Renderer
 
@@ -76,6 +77,8 @@ def to_event(data: EventIn, order: OrderSnapshot, customer: CustomerInfo) -> Ord
 _REPLAY = "SELECT id, body_hash, outcome FROM events WHERE shop_id = ? AND idempotency_key = ?"
 #: Accepted events waiting for a worker to plan them, oldest first (ix_events_waiting).
 _WAITING = "SELECT id, shop_id, payload FROM events WHERE planned_at IS NULL ORDER BY id LIMIT ?"
+#: One planner at a time on PostgreSQL (a transaction-level advisory lock; key: "obplan").
+_PLANNER_LOCK = "SELECT pg_try_advisory_xact_lock(7955890764641390)"
 #: What an accepted event answers until a worker has planned it.
 ACCEPTED = {"status": "accepted"}
 
@@ -228,13 +231,17 @@ class Ingestor:
 
     def plan_waiting(self, limit: int = 100) -> int:
         """Plan up to `limit` accepted events, oldest first, in one transaction; returns
-        how many were taken. On PostgreSQL concurrent workers skip each other's events
-        (FOR UPDATE SKIP LOCKED). An event that cannot be planned is marked planned with
-        the error as its outcome (logged), so it never blocks the ones behind it."""
+        how many were taken (0 also while another worker is planning: on PostgreSQL one
+        planner at a time holds an advisory lock, so events are planned strictly in the
+        order they were accepted — an event planned before an older one of the same order
+        would make that one stale). An event that cannot be planned (its payload no longer
+        validates, a bug) is marked failed with the reason, so it never blocks the ones
+        behind it; a database error rolls the batch back to be tried again."""
         with self._engine.begin() as conn:
             db = Driver(conn)
-            sql = _WAITING + ("" if db.sqlite else " FOR UPDATE SKIP LOCKED")
-            waiting = db.rows(sql, (limit,))
+            if not db.sqlite and not db.rows(_PLANNER_LOCK)[0][0]:
+                return 0
+            waiting = db.rows(_WAITING, (limit,))
             for event_id, shop_id, payload in waiting:
                 now = self._clock.now()
                 try:
@@ -245,20 +252,25 @@ class Ingestor:
                                 self._plan_event(conn, shop_id, data, now, event_id=event_id)
                             break
                         except INTEGRITY_ERRORS:
-                            # another worker created the same customer or order meanwhile
+                            # another writer created the same customer or order meanwhile
                             # (committed by now): its row is visible to a second try
                             if not retry:
                                 raise
+                except INTEGRITY_ERRORS as exc:  # twice: not a race, this event is at fault
+                    self._failed(db, shop_id, event_id, exc, now)
+                except DATABASE_ERRORS:
+                    raise  # the whole batch is rolled back and tried again
                 except Exception as exc:  # this event only: its savepoint is rolled back
-                    log.error(
-                        "event_planning_failed",
-                        shop_id=shop_id,
-                        event_id=event_id,
-                        error=type(exc).__name__,
-                    )
-                    reason = f"failed to plan: {type(exc).__name__}: {str(exc)[:300]}"
-                    db.update(events, event_id, {"outcome": {"error": reason}, "planned_at": now})
+                    self._failed(db, shop_id, event_id, exc, now)
         return len(waiting)
+
+    @staticmethod
+    def _failed(db: Driver, shop_id: int, event_id: int, exc: Exception, now: datetime) -> None:
+        """Mark an accepted event that cannot be planned: failed, with the reason."""
+        log.error("event_planning_failed", shop_id=shop_id, event_id=event_id,
+                  error=type(exc).__name__)  # fmt: skip
+        reason = f"failed to plan: {failure_reason(exc)}"
+        db.update(events, event_id, {"outcome": {"error": reason}, "planned_at": now})
 
     def _replay(self, conn: Connection, shop_id: int, key: str, digest: str) -> IngestResult | None:
         found = Driver(conn).rows(_REPLAY, (shop_id, key))
@@ -273,7 +285,10 @@ class Ingestor:
 
     def _store_accepted(self, conn: Connection, it: _Pending) -> IngestResult:
         """The event alone, waiting to be planned (its attachments stay in the payload
-        until then)."""
+        until then). Contact details are checked now, so a bad phone number or e-mail is a
+        422 naming the field rather than an event that fails later."""
+        shop = self._configs.recent(conn, it.shop_id).shop
+        customer_store.normalise(shop, it.data.customer, prefix="customer.")
         payload = it.dump if it.dump is not None else it.data.model_dump(mode="json")
         row = _event_row(it, self._clock.now(), payload=payload, outcome=ACCEPTED)
         event_id = Driver(conn).insert(events, {**row, "planned_at": None})
@@ -492,6 +507,19 @@ class Ingestor:
         country = destination_country(p.channel, p.recipient)
         unit = config.unit_price(conn, plan_id, p.channel, country)
         return priced(unit, p.channel, country, sms.segments if sms is not None else None)
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why an accepted event could not be planned, without the values it carried (a
+    validation error lists fields and reasons only; other errors give their own message
+    when it is one of ours, else their type)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()
+        )[:500]
+    if isinstance(exc, OrderbellError):
+        return f"{exc.field or 'event'}: {exc}"[:500]
+    return type(exc).__name__
 
 
 def _event_row(it: _Pending, now: datetime, **more: Any) -> dict[str, Any]:

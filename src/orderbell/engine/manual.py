@@ -220,6 +220,7 @@ def send_manual(
                 payload=payload,
                 outcome={},
                 received_at=now,
+                planned_at=now,  # planned here: never one of the accepted events waiting
             )
         )
     )

@@ -85,6 +85,12 @@ class ShopConfigCache:
             self._configs[shop_id] = config
         return config
 
+    def recent(self, conn: Connection, shop_id: int) -> ShopConfig:
+        """The cached configuration without checking its version (read once if none is
+        cached): for checks a moment's staleness cannot harm."""
+        cached = self._configs.get(shop_id)
+        return cached if cached is not None else self.get(conn, shop_id)
+
     @staticmethod
     def _load(conn: Connection, shop_id: int, version: int) -> ShopConfig:
         shop = shop_store.get(conn, shop_id)

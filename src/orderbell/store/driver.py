@@ -30,18 +30,23 @@ from sqlalchemy import exc as sqlalchemy_exc
 from orderbell.store.schema import UtcDateTime
 
 
-def _integrity_errors() -> tuple[type[Exception], ...]:
-    errors: list[type[Exception]] = [sqlalchemy_exc.IntegrityError, sqlite3.IntegrityError]
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return tuple(errors)
-    return (*errors, psycopg.IntegrityError)
+def _errors(name: str) -> tuple[type[Exception], ...]:
+    """SQLAlchemy's exception class `name` and the DB-API drivers' ones (sqlite3, psycopg)."""
+    import psycopg
+
+    found: tuple[type[Exception], ...] = (
+        getattr(sqlalchemy_exc, "DBAPIError" if name == "Error" else name),
+        getattr(sqlite3, name),
+        getattr(psycopg, name),
+    )
+    return found
 
 
 #: A unique or foreign-key violation as SQLAlchemy raises it, or as the DB-API driver does
 #: under the Driver's raw cursors (sqlite3, psycopg): `except INTEGRITY_ERRORS`.
-INTEGRITY_ERRORS = _integrity_errors()
+INTEGRITY_ERRORS = _errors("IntegrityError")
+#: Any error the database (or its driver) raised, either way.
+DATABASE_ERRORS = _errors("Error")
 
 
 @lru_cache(maxsize=1024)

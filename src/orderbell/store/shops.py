@@ -262,6 +262,8 @@ class KeyCache:
         self._now = now
         self._lock = threading.Lock()
         self._shops: dict[str, tuple[float, int]] = {}
+        #: bumped by `clear`: a lookup that began before a revocation must not be cached
+        self.generation = 0
 
     def get(self, key: str) -> int | None:
         """The shop a recently verified key belongs to, or None."""
@@ -272,11 +274,14 @@ class KeyCache:
             return None
         return found[1]
 
-    def put(self, key: str, shop_id: int) -> None:
-        """Remember a key just verified against the database."""
+    def put(self, key: str, shop_id: int, generation: int) -> None:
+        """Remember a key verified by a lookup that started at `generation` — unless the
+        cache was cleared since (that lookup may have read the key before its revocation)."""
         if self.ttl <= 0:
             return
         with self._lock:
+            if generation != self.generation:
+                return
             if len(self._shops) >= self._size:
                 self._shops.clear()
             self._shops[_hash(key)] = (self._now() + self.ttl, shop_id)
@@ -284,6 +289,7 @@ class KeyCache:
     def clear(self) -> None:
         """Forget every key (after a revocation)."""
         with self._lock:
+            self.generation += 1
             self._shops.clear()
 
 
