@@ -22,6 +22,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
@@ -32,7 +33,7 @@ from orderbell.domain.model import Channel, MessageStatus
 from orderbell.errors import InvalidInput, NotFound
 from orderbell.store import claims
 from orderbell.store import messages as message_store
-from orderbell.store.driver import Driver, marks, money_out
+from orderbell.store.driver import Driver, json_out, marks, money_out
 from orderbell.store.schema import (
     Money,
     allowance_buckets,
@@ -128,13 +129,27 @@ def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREP
         )
 
 
+_ACCOUNT_COLUMNS = (
+    "shop_id", "mode", "plan_id", "available", "reserved", "billing_day", "monthly_cap",
+    "charge_failed_after_submission", "low_balance_thresholds", "low_balance_below",
+    "notify_email",
+)  # fmt: skip
+#: Run on the driver's cursor for every event that plans a priced message.
+_ACCOUNT = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM credit_accounts WHERE shop_id = ?"  # noqa: S608
+
+
 def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
     """The shop's account; `lock` serialises writers (FOR UPDATE on PostgreSQL)."""
     db = Driver(conn)
-    row = db.first(credit_accounts, {"shop_id": shop_id}, lock=lock)
-    if row is None:
+    sql = _ACCOUNT + (" FOR UPDATE" if lock and not db.sqlite else "")
+    rows = db.rows(sql, (shop_id,))
+    if not rows:
         open_account(conn, shop_id, datetime.now(UTC))
-        row = db.first(credit_accounts, {"shop_id": shop_id}, lock=lock)
+        rows = db.rows(sql, (shop_id,))
+    row = SimpleNamespace(**dict(zip(_ACCOUNT_COLUMNS, rows[0], strict=True)))
+    row.charge_failed_after_submission = bool(row.charge_failed_after_submission)
+    row.low_balance_thresholds = json_out(row.low_balance_thresholds)
+    row.low_balance_below = json_out(row.low_balance_below)
     return _account(row)
 
 
