@@ -43,13 +43,9 @@ log = structlog.get_logger("orderbell.ingest")
 STATUS_OF_EVENT = {"order.delivered": "delivered"}
 
 
-def body_hash(data: EventIn) -> str:
-    """A stable fingerprint of an event body (the same event → the same hash)."""
-    return fingerprint(data)[0]
-
-
 def fingerprint(data: EventIn) -> tuple[str, dict[str, Any]]:
-    """The body's hash and its JSON form (what an accepted event stores as its payload)."""
+    """A stable hash of an event body (the same event → the same hash) and the body's JSON
+    form (what an accepted event stores as its payload)."""
     dump = data.model_dump(mode="json")
     canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest(), dump
@@ -94,8 +90,8 @@ class _Pending:
     data: EventIn
     key: str
     digest: str
+    dump: dict[str, Any]  #: the body's JSON form
     plan: bool = True  #: False: store the event only (accepted), a worker plans it later
-    dump: dict[str, Any] | None = None  #: the body's JSON form, when already made
     done: bool = False
     result: IngestResult | None = None
     error: Exception | None = None
@@ -289,8 +285,7 @@ class Ingestor:
         422 naming the field rather than an event that fails later."""
         shop = self._configs.recent(conn, it.shop_id).shop
         customer_store.normalise(shop, it.data.customer, prefix="customer.")
-        payload = it.dump if it.dump is not None else it.data.model_dump(mode="json")
-        row = _event_row(it, self._clock.now(), payload=payload, outcome=ACCEPTED)
+        row = _event_row(it, self._clock.now(), payload=it.dump, outcome=ACCEPTED)
         event_id = Driver(conn).insert(events, {**row, "planned_at": None})
         return IngestResult(event_id=event_id, duplicate=False, outcome=ACCEPTED)
 

@@ -57,15 +57,17 @@ _HEADERS = [
 ]
 
 
-def _header(request: Request, name: str, field: str, adapter: TypeAdapter[str]) -> str | None:
-    """An optional header, validated as a header parameter would be (422 naming `field`)."""
-    value = request.headers.get(name)
+def _idempotency_key(request: Request) -> str | None:
+    """The optional Idempotency-Key, validated as a header parameter would be (a 422
+    naming `idempotency_key`)."""
+    value = request.headers.get("idempotency-key")
     if value is None:
         return None
     try:
-        return adapter.validate_python(value)
+        return _KEY.validate_python(value)
     except ValidationError as exc:
-        raise InvalidInput(f"{name}: {exc.errors()[0]['msg']}", field=field) from None
+        reason = exc.errors()[0]["msg"]
+        raise InvalidInput(f"Idempotency-Key: {reason}", field="idempotency_key") from None
 
 
 @router.post(
@@ -85,7 +87,7 @@ def post_events(
     """Accept one event (or a list of up to 500) and plan its messages, durably; with
     `Prefer: respond-async`, store it durably and plan its messages right after."""
     svc: Services = request.app.state.services  # as ServicesDep, one dependency fewer
-    idempotency_key = _header(request, "idempotency-key", "idempotency_key", _KEY)
+    idempotency_key = _idempotency_key(request)
     accept = wants_async(request.headers.get("prefer"))
     headers = {"Preference-Applied": "respond-async"} if accept else {}
     created = 202 if accept else 201
