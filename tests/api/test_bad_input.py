@@ -341,3 +341,32 @@ def test_content_length_that_is_not_a_number_is_400(
         "message": "bad Content-Length",
         "field": "content-length",
     }
+
+
+TOO_BIG = str(2**63)  # one past the largest BIGINT id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("get", f"/v1/events/{TOO_BIG}", "event_id"),
+        ("get", f"/v1/messages/{TOO_BIG}", "message_id"),
+        ("get", f"/v1/rules/{TOO_BIG}", "rule_id"),
+        ("delete", f"/v1/rules/{TOO_BIG}", "rule_id"),
+        ("get", f"/v1/templates/{TOO_BIG}", "template_id"),
+        ("get", f"/v1/customers/{TOO_BIG}", "customer_id"),
+        ("get", f"/v1/providers/{TOO_BIG}", "provider_id"),
+        ("delete", f"/v1/api-keys/{TOO_BIG}", "key_id"),
+        ("get", f"/v1/templates/1/attachments/{TOO_BIG}", "attachment_id"),
+        ("get", f"/v1/messages?rule_id={TOO_BIG}", "rule_id"),
+        ("get", f"/v1/credits/ledger?message_id={TOO_BIG}", "message_id"),
+        ("get", "/v1/messages/0", "message_id"),
+        ("get", "/v1/events/-1", "event_id"),
+    ],
+)
+def test_an_id_no_row_can_have_is_a_422_naming_it(
+    client: TestClient, shop: dict[str, Any], method: str, path: str, field: str
+) -> None:
+    r = client.request(method, path, headers=shop["auth"])
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Response
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import AttachmentIn
 from orderbell.store import attachments as attachment_store
 
@@ -16,20 +17,20 @@ router = APIRouter(prefix="/v1/templates/{template_id}/attachments", tags=["temp
 
 
 @router.post("", status_code=201)
-def add_attachment(svc: ServicesDep, shop: ShopId, template_id: int, body: AttachmentIn) -> Any:
+def add_attachment(svc: ServicesDep, shop: ShopId, template_id: RowId, body: AttachmentIn) -> Any:
     """Attach a file (at most 512 KiB; PDF, documents, images) to an e-mail template."""
     with svc.engine.begin() as conn:
         return attachment_store.add_to_template(conn, shop, template_id, body, svc.clock.now())
 
 
 @router.get("")
-def list_attachments(conn: Read, shop: ShopId, template_id: int) -> Any:
+def list_attachments(conn: Read, shop: ShopId, template_id: RowId) -> Any:
     """The template's attachments: names, types and sizes."""
     return {"items": attachment_store.list_for_template(conn, shop, template_id)}
 
 
 @router.get("/{attachment_id}", response_class=Response)
-def download_attachment(conn: Read, shop: ShopId, template_id: int, attachment_id: int) -> Any:
+def download_attachment(conn: Read, shop: ShopId, template_id: RowId, attachment_id: RowId) -> Any:
     """The file itself."""
     row = attachment_store.get_file(conn, shop, template_id, attachment_id)
     disposition = f"attachment; filename*=UTF-8''{quote(row.filename)}"
@@ -41,7 +42,9 @@ def download_attachment(conn: Read, shop: ShopId, template_id: int, attachment_i
 
 
 @router.delete("/{attachment_id}", status_code=204)
-def delete_attachment(svc: ServicesDep, shop: ShopId, template_id: int, attachment_id: int) -> None:
+def delete_attachment(
+    svc: ServicesDep, shop: ShopId, template_id: RowId, attachment_id: RowId
+) -> None:
     """Remove an attachment; e-mails not yet sent go without it."""
     with svc.engine.begin() as conn:
         attachment_store.remove(conn, shop, template_id, attachment_id)

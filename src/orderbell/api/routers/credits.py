@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import update
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.ids import RowIdFilter
 from orderbell.api.schemas import CreditSettingsIn, PackageIn, PricesIn, TopUpIn
 from orderbell.billing import credits, prices
 from orderbell.errors import InvalidInput
@@ -39,8 +40,8 @@ def get_ledger(
     conn: Read,
     shop: ShopId,
     kind: Annotated[str | None, Query(max_length=16)] = None,
-    message_id: int | None = None,
-    rule_id: int | None = None,
+    message_id: RowIdFilter = None,
+    rule_id: RowIdFilter = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before: int | None = None,

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import EventIn, Key
 from orderbell.compose import Services
 from orderbell.errors import InvalidInput, NotFound
@@ -108,7 +109,7 @@ def post_events(
 
 
 @router.get("/events/{event_id}")
-def get_event(conn: Read, shop: ShopId, event_id: int) -> Any:
+def get_event(conn: Read, shop: ShopId, event_id: RowId) -> Any:
     """An event and what it led to: `accepted` while it waits for a worker, then `planned`
     with the rule verdicts and the messages planned (or `failed` with the reason)."""
     row = conn.execute(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from orderbell.api.deps import Read, ShopId
+from orderbell.api.ids import RowIdFilter
 from orderbell.store import inbound as inbound_store
 
 router = APIRouter(prefix="/v1", tags=["inbound"])
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["inbound"])
 def list_inbound(
     conn: Read,
     shop: ShopId,
-    customer_id: int | None = None,
+    customer_id: RowIdFilter = None,
     before: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:

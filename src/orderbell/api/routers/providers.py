@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.ids import RowId
 from orderbell.api.provider_schemas import ProviderIn, ProviderPatch
 from orderbell.store import providers as provider_store
 
@@ -27,13 +28,13 @@ def list_providers(svc: ServicesDep, conn: Read, shop: ShopId) -> Any:
 
 
 @router.get("/providers/{provider_id}")
-def get_provider(svc: ServicesDep, conn: Read, shop: ShopId, provider_id: int) -> Any:
+def get_provider(svc: ServicesDep, conn: Read, shop: ShopId, provider_id: RowId) -> Any:
     """One provider account (which secrets are set, never their values)."""
     return provider_store.get(conn, shop, provider_id, svc.settings.public_url)
 
 
 @router.patch("/providers/{provider_id}")
-def patch_provider(svc: ServicesDep, shop: ShopId, provider_id: int, body: ProviderPatch) -> Any:
+def patch_provider(svc: ServicesDep, shop: ShopId, provider_id: RowId, body: ProviderPatch) -> Any:
     """Change an account: order, on/off, settings (merged), rate, concurrency."""
     with svc.engine.begin() as conn:
         return provider_store.patch(
@@ -42,7 +43,7 @@ def patch_provider(svc: ServicesDep, shop: ShopId, provider_id: int, body: Provi
 
 
 @router.delete("/providers/{provider_id}", status_code=204)
-def delete_provider(svc: ServicesDep, shop: ShopId, provider_id: int) -> None:
+def delete_provider(svc: ServicesDep, shop: ShopId, provider_id: RowId) -> None:
     """Remove an account; messages sent through it keep their history."""
     with svc.engine.begin() as conn:
         provider_store.remove(conn, shop, provider_id)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.ids import RowId, RowIdFilter
 from orderbell.api.schemas import (
     CustomerConsentIn,
     CustomerWrite,
@@ -48,13 +49,13 @@ def list_customers(
 
 
 @router.get("/customers/{customer_id}", tags=["customers"])
-def get_customer(conn: Read, shop: ShopId, customer_id: int) -> Any:
+def get_customer(conn: Read, shop: ShopId, customer_id: RowId) -> Any:
     """One customer."""
     return customer_store.get(conn, shop, customer_id)
 
 
 @router.patch("/customers/{customer_id}/consent", tags=["customers"])
-def set_consent(svc: ServicesDep, shop: ShopId, customer_id: int, body: CustomerConsentIn) -> Any:
+def set_consent(svc: ServicesDep, shop: ShopId, customer_id: RowId, body: CustomerConsentIn) -> Any:
     """Change a customer's consent (opt-out / opt-in per channel and category)."""
     with svc.engine.begin() as conn:
         return customer_store.set_consent(conn, shop, customer_id, body, svc.clock.now())
@@ -74,20 +75,20 @@ def list_templates(conn: Read, shop: ShopId) -> Any:
 
 
 @router.get("/templates/{template_id}", tags=["templates"])
-def get_template(conn: Read, shop: ShopId, template_id: int) -> Any:
+def get_template(conn: Read, shop: ShopId, template_id: RowId) -> Any:
     """One template."""
     return template_store.get(conn, shop, template_id)
 
 
 @router.put("/templates/{template_id}", tags=["templates"])
-def save_template(svc: ServicesDep, shop: ShopId, template_id: int, body: TemplateIn) -> Any:
+def save_template(svc: ServicesDep, shop: ShopId, template_id: RowId, body: TemplateIn) -> Any:
     """Save a new version; a failed save keeps the previous version active."""
     with svc.engine.begin() as conn:
         return template_store.save_version(conn, shop, template_id, body, svc.clock.now())
 
 
 @router.post("/templates/{template_id}/preview", tags=["templates"])
-def preview_template(conn: Read, shop: ShopId, template_id: int, body: PreviewIn) -> Any:
+def preview_template(conn: Read, shop: ShopId, template_id: RowId, body: PreviewIn) -> Any:
     """Render with a stored order or sample data; SMS previews report encoding and segments."""
     template = template_store.get(conn, shop, template_id)
     return preview(conn, shop_store.get(conn, shop), template, body)
@@ -107,20 +108,20 @@ def list_rules(conn: Read, shop: ShopId) -> Any:
 
 
 @router.get("/rules/{rule_id}", tags=["rules"])
-def get_rule(conn: Read, shop: ShopId, rule_id: int) -> Any:
+def get_rule(conn: Read, shop: ShopId, rule_id: RowId) -> Any:
     """One rule."""
     return rule_store.get(conn, shop, rule_id)
 
 
 @router.patch("/rules/{rule_id}", tags=["rules"])
-def patch_rule(svc: ServicesDep, shop: ShopId, rule_id: int, body: RulePatch) -> Any:
+def patch_rule(svc: ServicesDep, shop: ShopId, rule_id: RowId, body: RulePatch) -> Any:
     """Change a rule (e.g. {"active": false})."""
     with svc.engine.begin() as conn:
         return rule_store.patch(conn, shop, rule_id, body, svc.clock.now())
 
 
 @router.delete("/rules/{rule_id}", status_code=204, tags=["rules"])
-def delete_rule(svc: ServicesDep, shop: ShopId, rule_id: int) -> None:
+def delete_rule(svc: ServicesDep, shop: ShopId, rule_id: RowId) -> None:
     """Delete a rule; its messages keep their history."""
     with svc.engine.begin() as conn:
         rule_store.remove(conn, shop, rule_id)
@@ -150,9 +151,9 @@ def list_messages(
     shop: ShopId,
     status: MessageStatus | None = None,
     channel: Channel | None = None,
-    rule_id: int | None = None,
-    customer_id: int | None = None,
-    order_id: int | None = None,
+    rule_id: RowIdFilter = None,
+    customer_id: RowIdFilter = None,
+    order_id: RowIdFilter = None,
     before: int | None = None,
     limit: Limit = 50,
 ) -> Any:
@@ -172,6 +173,6 @@ def list_messages(
 
 
 @router.get("/messages/{message_id}", tags=["messages"])
-def get_message(conn: Read, shop: ShopId, message_id: int) -> Any:
+def get_message(conn: Read, shop: ShopId, message_id: RowId) -> Any:
     """A message with its audit trail: why it was, or wasn't, sent."""
     return message_store.get(conn, shop, message_id)

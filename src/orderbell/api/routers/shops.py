@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import ApiKeyIn, ShopIn, ShopPatch
 from orderbell.errors import Unauthorized
 from orderbell.store import shops as shop_store
@@ -60,7 +61,7 @@ def create_key(svc: ServicesDep, shop: ShopId, body: ApiKeyIn) -> Any:
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-def revoke_key(svc: ServicesDep, shop: ShopId, key_id: int) -> None:
+def revoke_key(svc: ServicesDep, shop: ShopId, key_id: RowId) -> None:
     """Revoke a key at once."""
     with svc.engine.begin() as conn:
         shop_store.revoke_key(conn, shop, key_id, svc.clock.now())

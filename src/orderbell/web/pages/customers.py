@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Select, and_, false, func, or_, select
 
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import CustomerConsentIn, CustomerWrite
 from orderbell.billing import credits
 from orderbell.domain.model import TemplateKind
@@ -263,7 +264,7 @@ def _progress(request: Request, svc: Svc, me: Me, event_id: int) -> Response:
 
 
 @router.get("/bulk/{event_id}")
-def bulk_progress(request: Request, svc: Svc, me: Me, event_id: int) -> Response:
+def bulk_progress(request: Request, svc: Svc, me: Me, event_id: RowId) -> Response:
     """How far a send is: a progress bar the page polls until every message is done."""
     return _progress(request, svc, me, event_id)
 
@@ -304,7 +305,7 @@ def new_customer(request: Request, me: Me) -> Response:
 
 
 @router.get("/{customer_id}")
-def customer_page(request: Request, svc: Svc, me: Me, customer_id: int) -> Response:
+def customer_page(request: Request, svc: Svc, me: Me, customer_id: RowId) -> Response:
     """One customer: contact, consent, orders and the messages they got."""
     with svc.engine.connect() as conn:
         customer = customer_store.get(conn, me.shop_id, customer_id)
@@ -328,7 +329,7 @@ def customer_page(request: Request, svc: Svc, me: Me, customer_id: int) -> Respo
 
 
 @router.post("/{customer_id}/consent")
-def set_consent(request: Request, svc: Svc, me: Me, form: Posted, customer_id: int) -> Response:
+def set_consent(request: Request, svc: Svc, me: Me, form: Posted, customer_id: RowId) -> Response:
     """Opt a customer in or out per channel and category."""
     data = CustomerConsentIn(**{k: form.flag(k) for k in CONSENT_LABELS})
     with svc.engine.begin() as conn:

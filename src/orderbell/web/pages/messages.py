@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Select, func, or_, select
 
+from orderbell.api.ids import RowId
 from orderbell.domain.calendar import at_local
 from orderbell.domain.model import Channel, MessageStatus
 from orderbell.store import messages as message_store
@@ -127,7 +128,7 @@ def message_log(request: Request, svc: Svc, me: Me, before: int | None = None) -
 
 
 @router.get("/{message_id}")
-def message_page(request: Request, svc: Svc, me: Me, message_id: int) -> Response:
+def message_page(request: Request, svc: Svc, me: Me, message_id: RowId) -> Response:
     """One message: what was sent (or why not), and its timeline."""
     tz = shop_tz(svc, me.shop_id)
     with svc.engine.connect() as conn:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from orderbell.api.ids import RowId
 from orderbell.api.provider_schemas import ProviderIn, ProviderPatch
 from orderbell.channels import registry
 from orderbell.errors import NotFound, OrderbellError
@@ -214,14 +215,14 @@ def _account(svc: Svc, me: Me, provider_id: int) -> dict[str, Any]:
 
 
 @router.get("/{provider_id}")
-def edit_account(request: Request, svc: Svc, me: Me, provider_id: int) -> Response:
+def edit_account(request: Request, svc: Svc, me: Me, provider_id: RowId) -> Response:
     """The form to change an account (credentials: set or not, never their values)."""
     account = _account(svc, me, provider_id)
     return _form_page(request, svc, me, _kind(account["kind"]), account=account)
 
 
 @router.post("/{provider_id}")
-def save_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: int) -> Response:
+def save_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: RowId) -> Response:
     """Save an account's changes; a credential left empty keeps its stored value."""
     account = _account(svc, me, provider_id)
     kind = _kind(account["kind"])
@@ -247,7 +248,7 @@ def save_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: 
 
 
 @router.post("/{provider_id}/move")
-def move_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: int) -> Response:
+def move_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: RowId) -> Response:
     """Move an account one place up or down in its channel's failover order."""
     step = -1 if form.get("direction") == "up" else 1
     with svc.engine.begin() as conn:
@@ -256,7 +257,9 @@ def move_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: 
 
 
 @router.post("/{provider_id}/remove")
-def remove_account(request: Request, svc: Svc, me: Me, form: Posted, provider_id: int) -> Response:
+def remove_account(
+    request: Request, svc: Svc, me: Me, form: Posted, provider_id: RowId
+) -> Response:
     """Remove an account; messages sent through it keep their history."""
     account = _account(svc, me, provider_id)
     with svc.engine.begin() as conn:

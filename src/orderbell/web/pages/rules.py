@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import WEEKDAYS, RuleIn, RulePatch
 from orderbell.domain.model import EventType
 from orderbell.errors import OrderbellError, TemplateError
@@ -279,7 +280,7 @@ def new_rule(request: Request, svc: Svc, me: Me) -> Response:
 
 
 @router.get("/{rule_id}")
-def edit_rule(request: Request, svc: Svc, me: Me, rule_id: int) -> Response:
+def edit_rule(request: Request, svc: Svc, me: Me, rule_id: RowId) -> Response:
     """The editor for a stored rule."""
     with svc.engine.connect() as conn:
         doc = rule_store.get(conn, me.shop_id, rule_id)
@@ -323,13 +324,13 @@ def create_rule(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
 
 
 @router.post("/{rule_id}")
-def update_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: int) -> Response:
+def update_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: RowId) -> Response:
     """Save the editor over a stored rule."""
     return _save(request, svc, me, form, rule_id)
 
 
 @router.post("/{rule_id}/toggle")
-def toggle_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: int) -> Response:
+def toggle_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: RowId) -> Response:
     """Switch a rule active or passive."""
     with svc.engine.begin() as conn:
         current = rule_store.get(conn, me.shop_id, rule_id)
@@ -344,7 +345,7 @@ def toggle_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: int) 
 
 
 @router.post("/{rule_id}/delete")
-def delete_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: int) -> Response:
+def delete_rule(request: Request, svc: Svc, me: Me, form: Posted, rule_id: RowId) -> Response:
     """Delete a rule; its messages keep their history."""
     with svc.engine.begin() as conn:
         name = rule_store.get(conn, me.shop_id, rule_id)["name"]

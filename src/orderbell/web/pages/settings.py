@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import ApiKeyIn, ShopPatch
 from orderbell.domain import calendar
 from orderbell.domain.addresses import check_sender_name, parse_email
@@ -170,7 +171,7 @@ def create_key(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
 
 
 @router.post("/keys/{key_id}/revoke")
-def revoke_key(request: Request, svc: Svc, me: Me, form: Posted, key_id: int) -> Response:
+def revoke_key(request: Request, svc: Svc, me: Me, form: Posted, key_id: RowId) -> Response:
     """Revoke an API key at once."""
     with svc.engine.begin() as conn:
         shop_store.revoke_key(conn, me.shop_id, key_id, svc.clock.now())

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from orderbell.api.ids import RowId
 from orderbell.api.schemas import TemplateIn
 from orderbell.billing import credits
 from orderbell.billing.prices import quote
@@ -213,7 +214,7 @@ def preview(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
 
 
 @router.get("/{template_id}")
-def edit_template(request: Request, svc: Svc, me: Me, template_id: int) -> Response:
+def edit_template(request: Request, svc: Svc, me: Me, template_id: RowId) -> Response:
     """The editor for a stored template (saving makes a new version)."""
     with svc.engine.connect() as conn:
         stored = template_store.get(conn, me.shop_id, template_id)
@@ -270,6 +271,6 @@ def create_template(request: Request, svc: Svc, me: Me, form: Posted) -> Respons
 
 
 @router.post("/{template_id}")
-def save_template(request: Request, svc: Svc, me: Me, form: Posted, template_id: int) -> Response:
+def save_template(request: Request, svc: Svc, me: Me, form: Posted, template_id: RowId) -> Response:
     """Save a new version; a failed save keeps the previous one."""
     return _save(request, svc, me, form, template_id)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from orderbell.api.ids import RowId
 from orderbell.errors import OrderbellError
 from orderbell.web import accounts
 from orderbell.web.core import Me, Posted, Svc, redirect, render, shop_tz
@@ -75,7 +76,7 @@ def add_user(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
 
 
 @router.post("/{user_id}/remove")
-def remove_user(request: Request, svc: Svc, me: Me, form: Posted, user_id: int) -> Response:
+def remove_user(request: Request, svc: Svc, me: Me, form: Posted, user_id: RowId) -> Response:
     """Remove another user of this shop (their sessions end at once)."""
     errors = Errors()
     try:
