@@ -301,3 +301,27 @@ def test_a_bulk_send_is_never_taken_for_an_accepted_event(
     assert count_rows(services, events, events.c.planned_at.is_(None)) == 0
     bulk = client.get(f"/v1/events/{event_id}", headers=shop["auth"]).json()
     assert bulk["status"] == "planned" and len(bulk["messages"]) == 1
+
+
+def test_two_planners_keep_each_orders_events_in_order(
+    client: TestClient, services: Services
+) -> None:
+    shop = _shop_with_rules(client)
+    for i in range(15):  # per order: created at 10:00, then shipped at 10:05, accepted in order
+        _post(client, shop, _body(f"P-{i}"))
+        _post(client, shop, _body(f"P-{i}", type_="order.status_changed",
+                                  at="2026-11-20T10:05:00+03:00", status="shipped"))  # fmt: skip
+
+    def planner() -> None:
+        while services.ingestor.plan_waiting(1) or count_rows(
+            services, events, events.c.planned_at.is_(None)
+        ):
+            pass
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda _: planner(), range(2)))
+    with services.engine.connect() as conn:
+        outcomes = conn.execute(select(events.c.outcome)).scalars().all()
+    assert len(outcomes) == 30
+    assert [o for o in outcomes if o.get("stale")] == []  # no created event overtaken
+    assert count_rows(services, message_table) == 30
