@@ -22,7 +22,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
@@ -92,22 +91,6 @@ def parse_amount(value: object, field: str = "amount") -> Decimal:
     return parse_credits(value, field, maximum=MAX_TOPUP, allow_zero=False, example="25.00")
 
 
-def _account(row: Any) -> Account:
-    return Account(
-        shop_id=row.shop_id,
-        mode=row.mode,
-        plan_id=row.plan_id,
-        available=money(row.available),
-        reserved=money(row.reserved),
-        billing_day=row.billing_day,
-        monthly_cap=money(row.monthly_cap) if row.monthly_cap is not None else None,
-        charge_failed_after_submission=row.charge_failed_after_submission,
-        low_balance_thresholds=tuple(Decimal(t) for t in row.low_balance_thresholds or ()),
-        low_balance_below=tuple(Decimal(t) for t in row.low_balance_below or ()),
-        notify_email=row.notify_email,
-    )
-
-
 def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREPAID) -> None:
     """Create the shop's account (idempotent)."""
     exists = conn.execute(
@@ -129,13 +112,12 @@ def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREP
         )
 
 
-_ACCOUNT_COLUMNS = (
-    "shop_id", "mode", "plan_id", "available", "reserved", "billing_day", "monthly_cap",
-    "charge_failed_after_submission", "low_balance_thresholds", "low_balance_below",
-    "notify_email",
-)  # fmt: skip
 #: Run on the driver's cursor for every event that plans a priced message.
-_ACCOUNT = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM credit_accounts WHERE shop_id = ?"  # noqa: S608
+_ACCOUNT = (
+    "SELECT shop_id, mode, plan_id, available, reserved, billing_day, monthly_cap, "
+    "charge_failed_after_submission, low_balance_thresholds, low_balance_below, notify_email "
+    "FROM credit_accounts WHERE shop_id = ?"
+)
 
 
 def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
@@ -146,11 +128,21 @@ def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
     if not rows:
         open_account(conn, shop_id, datetime.now(UTC))
         rows = db.rows(sql, (shop_id,))
-    row = SimpleNamespace(**dict(zip(_ACCOUNT_COLUMNS, rows[0], strict=True)))
-    row.charge_failed_after_submission = bool(row.charge_failed_after_submission)
-    row.low_balance_thresholds = json_out(row.low_balance_thresholds)
-    row.low_balance_below = json_out(row.low_balance_below)
-    return _account(row)
+    (shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, thresholds,
+     below, notify_email) = rows[0]  # fmt: skip
+    return Account(
+        shop_id=shop,
+        mode=mode,
+        plan_id=plan_id,
+        available=money(available),
+        reserved=money(reserved),
+        billing_day=billing_day,
+        monthly_cap=money(cap) if cap is not None else None,
+        charge_failed_after_submission=bool(charge_failed),
+        low_balance_thresholds=tuple(Decimal(t) for t in json_out(thresholds) or ()),
+        low_balance_below=tuple(Decimal(t) for t in json_out(below) or ()),
+        notify_email=notify_email,
+    )
 
 
 _MOVE_CREDITS = (
