@@ -55,6 +55,14 @@ def _format_style(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+@lru_cache(maxsize=1024)
+def _sqlite_time(value: datetime) -> str:
+    """An aware datetime as SQLite's UtcDateTime text. Cached: a row's times, and the rows
+    one transaction writes, mostly share one `now` (equal instants in any zone give the same
+    UTC text, so the cache may hand either's)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def marks(count: int) -> str:
     """``?, ?, ?`` for an IN list of `count` values."""
     return ", ".join("?" * count)
@@ -125,7 +133,7 @@ class Driver:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         if self.sqlite:
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _sqlite_time(value)
         return value
 
     def money(self, value: Any) -> Any:
