@@ -19,6 +19,7 @@ from tests.support import assert_ledger_adds_up, drain, messages, rule, template
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
+from orderbell.billing.prices import Quote
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store.schema import credit_accounts, ledger
@@ -115,6 +116,84 @@ def test_no_credit_holds_and_top_up_releases_in_order(
     drain(services)
     # the oldest held message went first; the newer one waits for more credit
     assert [m["status"] for m in messages(client, shop)] == ["sent", "sent", "sent", "held"]
+    assert_ledger_adds_up(services)
+
+
+def test_a_planner_batch_reserves_in_order_and_holds_past_the_credit(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Accepted events planned in one transaction share one read of the account: each
+    reservation sees the ones queued before it, so the credit runs out exactly where it
+    would one event at a time."""
+    shop = billed_shop(client, "0.10")  # two SMS at 0.05
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(4):
+        r = client.post("/v1/events", json=order_event(f"B-{i}"),
+                        headers={**shop["auth"], "Prefer": "respond-async"})  # fmt: skip
+        assert r.status_code == 202, r.text
+    assert services.ingestor.plan_waiting(100) == 4
+    listed = messages(client, shop)
+    assert [m["status"] for m in listed] == ["scheduled", "scheduled", "held", "held"]
+    assert listed[2]["reason"].startswith("insufficient_credit")
+    assert (summary(client, shop)["available"], summary(client, shop)["reserved"]) == (
+        "0.0000",
+        "0.1000",
+    )
+    with services.engine.connect() as conn:
+        reserved = conn.execute(
+            select(ledger.c.message_id).where(ledger.c.kind == "reservation").order_by(ledger.c.id)
+        ).scalars()
+        assert list(reserved) == [listed[0]["id"], listed[1]["id"]]
+    assert_ledger_adds_up(services)
+    drain(services)
+    assert [m["status"] for m in messages(client, shop)] == ["sent", "sent", "held", "held"]
+    assert_ledger_adds_up(services)
+
+
+def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """`Reservations.item`: what a failed event queued is dropped with its savepoint, and so
+    is the account it read, so the next event reads it again instead of trusting a copy."""
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("T-0"))
+    [first] = messages(client, shop)
+    with services.engine.connect() as conn:
+        shop_id = int(conn.execute(select(credit_accounts.c.shop_id)).scalar_one())
+        row = dict(conn.execute(select(messages_table)).mappings().one())
+    values = {k: v for k, v in row.items() if k not in ("id", "cost", "segments", "funding",
+                                                        "bucket_id", "billing")}  # fmt: skip
+    values["rule_id"] = None  # (event, rule) is unique: these copies stand for a manual send
+    quote = Quote(cost=Decimal("0.05"), units=1, country="TR", unit_price=Decimal("0.05"))
+    now = clock.now()
+
+    def reserve_one(conn: Any, batch: credits.Reservations) -> int:
+        message_id, hold = credits.insert_funded(
+            conn, dict(values), quote=quote, account_cache=batch.account_cache(shop_id),
+            now=now, actor="test", entries=batch,
+        )  # fmt: skip
+        assert hold is None
+        return message_id
+
+    with services.engine.begin() as conn:
+        batch = credits.Reservations()
+
+        def failing_event() -> None:
+            with batch.item(), conn.begin_nested():
+                reserve_one(conn, batch)
+                raise RuntimeError("the event failed after its reservation was queued")
+
+        with pytest.raises(RuntimeError):
+            failing_event()
+        assert batch.entries.rows == [] and batch.account_cache(shop_id) == []
+        with batch.item(), conn.begin_nested():
+            kept = reserve_one(conn, batch)
+            reserve_one(conn, batch)
+        assert [r.message_id for r in batch.entries.rows] == [kept, kept + 1]
+        batch.write(conn, now)
+    after = summary(client, shop)
+    assert Decimal(after["reserved"]) == Decimal(first["cost"] or 0) + Decimal("0.10")
     assert_ledger_adds_up(services)
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import calendar as month_calendar
 import csv
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
-from orderbell.billing.prices import Quote, fmt, money, parse_credits
+from orderbell.billing.prices import Quote, destination_country, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
 from orderbell.domain.model import Channel, MessageStatus
 from orderbell.errors import InvalidInput, NotFound
@@ -60,6 +61,7 @@ KINDS = (
     "adjustment",
 )
 MAX_TOPUP = Decimal("1000000000")
+_ZERO = Decimal(0)
 PLACES = 4
 HOLD_REASONS = ("insufficient_credit", "spending_cap")
 
@@ -112,12 +114,13 @@ def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREP
         )
 
 
-#: Run on the driver's cursor for every event that plans a priced message.
-_ACCOUNT = (
-    "SELECT shop_id, mode, plan_id, available, reserved, billing_day, monthly_cap, "
-    "charge_failed_after_submission, low_balance_thresholds, low_balance_below, notify_email "
-    "FROM credit_accounts WHERE shop_id = ?"
+#: An account's columns, in the order `account_from_row` takes them.
+ACCOUNT_COLUMNS = (
+    "shop_id, mode, plan_id, available, reserved, billing_day, monthly_cap, "
+    "charge_failed_after_submission, low_balance_thresholds, low_balance_below, notify_email"
 )
+#: Run on the driver's cursor for every event that plans a priced message.
+_ACCOUNT = f"SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE shop_id = ?"  # noqa: S608
 
 
 def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
@@ -128,8 +131,13 @@ def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
     if not rows:
         open_account(conn, shop_id, datetime.now(UTC))
         rows = db.rows(sql, (shop_id,))
+    return account_from_row(rows[0])
+
+
+def account_from_row(row: Sequence[Any]) -> Account:
+    """An account from its `ACCOUNT_COLUMNS` as the driver returns them."""
     (shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, thresholds,
-     below, notify_email) = rows[0]  # fmt: skip
+     below, notify_email) = row  # fmt: skip
     return Account(
         shop_id=shop,
         mode=mode,
@@ -152,12 +160,38 @@ _MOVE_CREDITS = (
 _MOVE_UNITS = "UPDATE allowance_buckets SET remaining = remaining + ? WHERE id = ?"
 
 
+class _Row(NamedTuple):
+    """One ledger entry to insert, in the ledger's column order (`_INSERT_ENTRIES`)."""
+
+    shop_id: int
+    at: datetime
+    kind: str
+    credits: Decimal
+    units: int
+    channel: str | None
+    country: str | None
+    bucket_id: int | None
+    message_id: int | None
+    rule_id: int | None
+    actor: str
+    reference: str | None
+    note: str | None
+
+
+_INSERT_ENTRIES = (
+    f"INSERT INTO ledger ({', '.join(_Row._fields)}) "  # noqa: S608 - schema names
+    f"VALUES ({marks(len(_Row._fields))})"
+)
+if not set(_Row._fields) <= set(ledger.c.keys()):  # pragma: no cover - kept in step
+    raise RuntimeError("_Row must name ledger columns")
+
+
 class _Entries:
     """Ledger entries collected for one write: the rows go in with one executemany, and
     each account and allowance bucket they touch is moved once by their sum."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[_Row] = []
         self.accounts: dict[int, list[Decimal]] = {}  #: shop → [available Δ, reserved Δ]
         self.buckets: dict[int, int] = {}  #: bucket → remaining Δ
 
@@ -167,7 +201,7 @@ class _Entries:
         now: datetime,
         kind: str,
         *,
-        credits: Decimal = Decimal(0),
+        credits: Decimal = _ZERO,
         units: int = 0,
         actor: str,
         channel: str | None = None,
@@ -180,35 +214,54 @@ class _Entries:
     ) -> None:
         """Queue one entry and the moves of the cached figures that go with it."""
         self.rows.append(
-            {
-                "shop_id": shop_id,
-                "at": now,
-                "kind": kind,
-                "credits": credits,
-                "units": units,
-                "channel": channel,
-                "country": country,
-                "bucket_id": bucket_id,
-                "message_id": message_id,
-                "rule_id": rule_id,
-                "actor": actor[:100],
-                "reference": reference,
-                "note": (note or None) and note[:300],
-            }
-        )
+            _Row(shop_id, now, kind, credits, units, channel, country, bucket_id, message_id,
+                 rule_id, actor[:100], reference, (note or None) and note[:300])
+        )  # fmt: skip
         if credits:
-            moves = self.accounts.setdefault(shop_id, [Decimal(0), Decimal(0)])
+            moves = self.accounts.get(shop_id)
+            if moves is None:
+                moves = self.accounts[shop_id] = [_ZERO, _ZERO]
             moves[0] += credits
             if kind in ("reservation", "release"):
                 moves[1] -= credits
         if units and bucket_id is not None:
             self.buckets[bucket_id] = self.buckets.get(bucket_id, 0) + units
 
+    def message_credit(
+        self,
+        kind: str,
+        shop_id: int,
+        now: datetime,
+        credits: Decimal,
+        channel: str,
+        country: str | None,
+        message_id: int,
+        rule_id: int | None,
+        actor: str,
+    ) -> None:
+        """`add` for the entries every billed message makes (reservation, release, debit
+        of prepaid credit), with positional arguments: it runs for each of them."""
+        self.rows.append(
+            _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
+                 actor[:100], None, None)
+        )  # fmt: skip
+        moves = self.accounts.get(shop_id)
+        if moves is None:
+            moves = self.accounts[shop_id] = [_ZERO, _ZERO]
+        moves[0] += credits
+        if kind != "debit":  # a reservation or a release moves credit to or from reserved
+            moves[1] -= credits
+
     def write(self, conn: Connection, now: datetime) -> None:
         """Append the entries and move the figures (accounts in shop order: no deadlocks
         between workers settling batches of the same shops)."""
         db = Driver(conn)
-        db.insert_many(ledger, self.rows)
+        if self.rows:
+            time, money_in = db.time, db.money
+            db.executemany(
+                _INSERT_ENTRIES,
+                [(r.shop_id, time(r.at), r.kind, money_in(r.credits), *r[4:]) for r in self.rows],
+            )
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
             if available or reserved:
@@ -383,23 +436,16 @@ def record(
     quote: Quote,
     now: datetime,
     actor: str,
-    entries: Reservations | None = None,
+    entries: _Entries | None = None,
 ) -> Account:
     """Write the reservation a decision made; returns the account as it now stands.
 
     With `entries`, a reservation of prepaid credit by a shop without a spending cap is only
-    queued there (the caller writes them all with `write_reservations`): nothing a later
+    queued there (the caller writes them all with `Reservations.write`): nothing a later
     decision of the same transaction reads depends on it. Allowance reservations and capped
     shops are written at once, since the next decision reads them."""
     if funding.hold is not None or funding.funding is None:
         return acct
-    common: dict[str, Any] = {
-        "actor": actor,
-        "channel": channel.value,
-        "country": quote.country,
-        "message_id": message_id,
-        "rule_id": rule_id,
-    }
     if funding.funding == "allowance":
         _entry(
             conn,
@@ -408,12 +454,19 @@ def record(
             "reservation",
             units=-quote.units,
             bucket_id=funding.bucket_id,
-            **common,
+            actor=actor,
+            channel=channel.value,
+            country=quote.country,
+            message_id=message_id,
+            rule_id=rule_id,
         )
         return acct
     deferred = entries is not None and acct.monthly_cap is None
     sink = entries if entries is not None and deferred else _Entries()
-    sink.add(acct.shop_id, now, "reservation", credits=-quote.cost, **common)
+    sink.message_credit(
+        "reservation", acct.shop_id, now, -quote.cost, channel.value, quote.country,
+        message_id, rule_id, actor,
+    )  # fmt: skip
     if not deferred:
         sink.write(conn, now)
     acct = replace(acct, available=acct.available - quote.cost, reserved=acct.reserved + quote.cost)
@@ -422,18 +475,44 @@ def record(
     return acct
 
 
-#: Reservations queued by `record(..., entries=...)` until `write_reservations`.
-Reservations = _Entries
+class Reservations:
+    """Reservations of prepaid credit queued in one transaction — by one event, or by every
+    event of a group commit or a planner batch — and written together at its end: one
+    ledger statement, one update per account. Each shop's account is read (and locked) once,
+    on first use, then carried in memory as its reservations are queued."""
 
+    def __init__(self) -> None:
+        self.entries = _Entries()
+        self._accounts: dict[int, list[Account]] = {}
 
-def write_reservations(
-    conn: Connection, entries: Reservations, acct: Account | None, now: datetime
-) -> None:
-    """Write queued reservations; then check the shop's low-balance thresholds."""
-    queued = bool(entries.rows)
-    entries.write(conn, now)
-    if queued and acct is not None and acct.low_balance_thresholds:
-        _check_low_balance(conn, acct.shop_id, now)
+    def account_cache(self, shop_id: int) -> list[Account]:
+        """The shop's account as `insert_funded` keeps it: empty until first read."""
+        return self._accounts.setdefault(shop_id, [])
+
+    @contextmanager
+    def item(self) -> Iterator[None]:
+        """One event's part: if it raises, what it queued is dropped, and so is any account
+        it read first (its savepoint is rolled back, and on PostgreSQL the row lock with it)."""
+        rows = len(self.entries.rows)
+        accounts = {k: list(v) for k, v in self._accounts.items()}
+        moves = {k: list(v) for k, v in self.entries.accounts.items()}
+        buckets = dict(self.entries.buckets)
+        try:
+            yield
+        except BaseException:
+            del self.entries.rows[rows:]
+            self._accounts, self.entries.accounts, self.entries.buckets = accounts, moves, buckets
+            raise
+
+    def write(self, conn: Connection, now: datetime) -> None:
+        """Write what is queued; then check the low-balance thresholds of the shops whose
+        credit it reserved."""
+        shops = sorted(self.entries.accounts)
+        self.entries.write(conn, now)
+        for shop_id in shops:
+            cached = self._accounts.get(shop_id)
+            if cached and cached[0].low_balance_thresholds:
+                _check_low_balance(conn, shop_id, now)
 
 
 def insert_funded(
@@ -477,7 +556,7 @@ def insert_funded(
             quote=quote,
             now=now,
             actor=actor,
-            entries=entries,
+            entries=entries.entries if entries is not None else None,
         )
     return message_id, funding.hold if funding is not None else None
 
@@ -571,8 +650,6 @@ def _reserved_units(conn: Connection, message_ids: Sequence[int]) -> dict[int, i
 
 
 def _country_of(row: Any) -> str | None:
-    from orderbell.billing.prices import destination_country
-
     return destination_country(Channel(row.channel), row.recipient)
 
 
@@ -581,22 +658,24 @@ def _settle_one(
 ) -> None:
     """Queue the entries that settle one reserved message (`units`: what it reserved of an
     allowance). The caller writes them and marks the message debited or released."""
-    common: dict[str, Any] = {
-        "actor": actor,
-        "channel": row.channel,
-        "country": _country_of(row),
-        "message_id": row.id,
-        "rule_id": row.rule_id,
-    }
+    country = _country_of(row)
     if row.funding == "allowance":
+        common: dict[str, Any] = {
+            "actor": actor,
+            "channel": row.channel,
+            "country": country,
+            "message_id": row.id,
+            "rule_id": row.rule_id,
+        }
         entries.add(row.shop_id, now, "release", units=units, bucket_id=row.bucket_id, **common)
         if debit:
             entries.add(row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
-    else:
-        cost = money(row.cost or 0)
-        entries.add(row.shop_id, now, "release", credits=cost, **common)
-        if debit:
-            entries.add(row.shop_id, now, "debit", credits=-cost, **common)
+        return
+    cost = money(row.cost or 0)
+    for kind, credits in (("release", cost), ("debit", -cost)) if debit else (("release", cost),):
+        entries.message_credit(
+            kind, row.shop_id, now, credits, row.channel, country, row.id, row.rule_id, actor
+        )
 
 
 def _settle(

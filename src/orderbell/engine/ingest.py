@@ -191,14 +191,20 @@ class Ingestor:
         try:
             with self._engine.begin() as conn:
                 db = Driver(conn)
+                reservations = credits.Reservations()  # the group's, written before commit
                 for it in batch:
                     try:
-                        with db.savepoint():
+                        with reservations.item(), db.savepoint():
                             previous = self._replay(conn, it.shop_id, it.key, it.digest)
-                            store = self._store if it.plan else self._store_accepted
-                            it.result = previous or store(conn, it)
+                            if previous is not None:
+                                it.result = previous
+                            elif it.plan:
+                                it.result = self._store(conn, it, reservations)
+                            else:
+                                it.result = self._store_accepted(conn, it)
                     except Exception as exc:  # this event only: its savepoint is rolled back
                         it.result, it.error = None, exc
+                reservations.write(conn, self._clock.now())
         except Exception as exc:  # the commit itself failed: nothing of the group was stored
             for it in batch:
                 if it.error is None:
@@ -215,14 +221,20 @@ class Ingestor:
         """Ingest a batch in one transaction: all stored, or none (`plan=False`: accepted
         only, as `accept` does)."""
         results: list[IngestResult] = []
-        store = self._store if plan else self._store_accepted
         with self._engine.begin() as conn:
+            reservations = credits.Reservations()
             for data in items:
                 digest, dump = fingerprint(data)
                 key = f"id:{data.id}" if data.id else f"body:{digest}"
                 it = _Pending(shop_id=shop_id, data=data, key=key, digest=digest, dump=dump)
                 previous = self._replay(conn, shop_id, key, digest)
-                results.append(previous or store(conn, it))
+                if previous is not None:
+                    results.append(previous)
+                elif plan:
+                    results.append(self._store(conn, it, reservations))
+                else:
+                    results.append(self._store_accepted(conn, it))
+            reservations.write(conn, self._clock.now())
         return results
 
     def plan_waiting(self, limit: int = 100) -> int:
@@ -238,14 +250,17 @@ class Ingestor:
             if not db.sqlite and not db.rows(_PLANNER_LOCK)[0][0]:
                 return 0
             waiting = db.rows(_WAITING, (limit,))
+            reservations = credits.Reservations()  # the batch's, written before commit
             for event_id, shop_id, payload in waiting:
                 now = self._clock.now()
                 try:
                     data = EventIn.model_validate(json_out(payload))
                     for retry in (True, False):
                         try:
-                            with db.savepoint():
-                                self._plan_event(conn, shop_id, data, now, event_id=event_id)
+                            with reservations.item(), db.savepoint():
+                                self._plan_event(
+                                    conn, shop_id, data, now, reservations, event_id=event_id
+                                )
                             break
                         except INTEGRITY_ERRORS:
                             # another writer created the same customer or order meanwhile
@@ -258,6 +273,7 @@ class Ingestor:
                     raise  # the whole batch is rolled back and tried again
                 except Exception as exc:  # this event only: its savepoint is rolled back
                     self._failed(db, shop_id, event_id, exc, now)
+            reservations.write(conn, self._clock.now())
         return len(waiting)
 
     @staticmethod
@@ -289,8 +305,10 @@ class Ingestor:
         event_id = Driver(conn).insert(events, {**row, "planned_at": None})
         return IngestResult(event_id=event_id, duplicate=False, outcome=ACCEPTED)
 
-    def _store(self, conn: Connection, it: _Pending) -> IngestResult:
-        return self._plan_event(conn, it.shop_id, it.data, self._clock.now(), new=it)
+    def _store(
+        self, conn: Connection, it: _Pending, reservations: credits.Reservations
+    ) -> IngestResult:
+        return self._plan_event(conn, it.shop_id, it.data, self._clock.now(), reservations, new=it)
 
     def _plan_event(
         self,
@@ -298,13 +316,19 @@ class Ingestor:
         shop_id: int,
         data: EventIn,
         now: datetime,
+        reservations: credits.Reservations,
         *,
         event_id: int | None = None,
         new: _Pending | None = None,
     ) -> IngestResult:
         """Apply the event to its order and plan its messages: a `new` event's row is
         inserted here (planned at once); an accepted one's (`event_id`) is completed."""
-        config = self._configs.get(conn, shop_id)
+        cached = reservations.account_cache(shop_id)  # once read, it carries what is queued
+        config, account = self._configs.get_with_account(
+            conn, shop_id, account=self._billing and not cached
+        )
+        if account is not None:
+            cached.append(account)
         shop = config.shop
         customer_id, customer = customer_store.upsert_from_event(conn, shop, data.customer, now)
         applied = order_store.apply_event(
@@ -331,7 +355,7 @@ class Ingestor:
             conn, shop_id, event_id, applied.order_id, data.attachments, now
         )
         outcome = self._plan_and_store(
-            conn, config, data, applied, customer_id, customer, event_id, now
+            conn, config, data, applied, customer_id, customer, event_id, now, reservations
         )
         Driver(conn).update(events, event_id, {"outcome": outcome, "planned_at": now, **completed})
         log.info(
@@ -354,6 +378,7 @@ class Ingestor:
         customer: CustomerInfo,
         event_id: int,
         now: datetime,
+        reservations: credits.Reservations,
     ) -> dict[str, Any]:
         if applied.stale:
             reason = (
@@ -370,8 +395,8 @@ class Ingestor:
             templates=config.templates,
             now=now,
         )
-        account: list[credits.Account] = []  # read (and locked) once per event, when needed
-        reservations = credits.Reservations()  # written together after the event's messages
+        # read (and locked) once per transaction, when first needed
+        account = reservations.account_cache(config.shop.id)
         log: list[message_store.LogEntry] = []
         stored = [
             self._store_message(
@@ -389,7 +414,6 @@ class Ingestor:
             )
             for p in planned
         ]
-        credits.write_reservations(conn, reservations, account[0] if account else None, now)
         message_store.add_log(conn, log)
         return {
             "stale": False,

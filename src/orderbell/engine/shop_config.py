@@ -16,12 +16,15 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
+from orderbell.billing import credits
 from orderbell.billing import prices as price_book
 from orderbell.domain.model import Channel, Rule, Shop, TemplateKind
 from orderbell.engine.planner import TemplateInfo
+from orderbell.errors import NotFound
 from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
 from orderbell.store import templates as template_store
+from orderbell.store.driver import Driver
 from orderbell.store.schema import packages
 
 
@@ -67,6 +70,14 @@ class ShopConfig:
         return price
 
 
+_VERSION = "SELECT config_version FROM shops WHERE id = ?"
+_VERSION_AND_ACCOUNT = (
+    "SELECT s.config_version, "  # noqa: S608 - schema names
+    + ", ".join(f"a.{name.strip()}" for name in credits.ACCOUNT_COLUMNS.split(","))
+    + " FROM shops s LEFT JOIN credit_accounts a ON a.shop_id = s.id WHERE s.id = ?"
+)
+
+
 class ShopConfigCache:
     """Per-process cache of `ShopConfig`, checked against the database on every use."""
 
@@ -76,7 +87,27 @@ class ShopConfigCache:
 
     def get(self, conn: Connection, shop_id: int) -> ShopConfig:
         """The shop's current configuration (one small read when the cache is current)."""
-        version = shop_store.config_version(conn, shop_id)
+        config, _ = self.get_with_account(conn, shop_id, account=False)
+        return config
+
+    def get_with_account(
+        self, conn: Connection, shop_id: int, *, account: bool = True
+    ) -> tuple[ShopConfig, credits.Account | None]:
+        """`get`, and on SQLite (with `account`) the shop's credit account, read with the
+        version in one query: the transaction already holds SQLite's write lock, so the
+        account stays as read until it ends. On PostgreSQL the account is None: it is read
+        FOR UPDATE when a priced message needs it (and not locked for events that plan
+        none)."""
+        db = Driver(conn)
+        joined = account and db.sqlite
+        rows = db.rows(_VERSION_AND_ACCOUNT if joined else _VERSION, (shop_id,))
+        if not rows:
+            raise NotFound("shop not found", field="shop")
+        version, *columns = rows[0]
+        found = credits.account_from_row(columns) if joined and columns[0] is not None else None
+        return self._current(conn, shop_id, int(version)), found
+
+    def _current(self, conn: Connection, shop_id: int, version: int) -> ShopConfig:
         cached = self._configs.get(shop_id)
         if cached is not None and cached.version == version:
             return cached

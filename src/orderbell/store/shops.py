@@ -188,14 +188,6 @@ def bump_config_of_plan(conn: Connection, plan_id: int) -> None:
     )
 
 
-def config_version(conn: Connection, shop_id: int) -> int:
-    """The shop's configuration version, or NotFound."""
-    value = conn.execute(_VERSION, {"shop_id": shop_id}).scalar()
-    if value is None:
-        raise NotFound("shop not found", field="shop")
-    return int(value)
-
-
 _KEY_BY_PREFIX = select(api_keys.c.shop_id, api_keys.c.secret_hash, api_keys.c.revoked_at).where(
     api_keys.c.prefix == bindparam("prefix")
 )
@@ -204,7 +196,6 @@ _BUMP = (
     .where(shops.c.id == bindparam("b_shop_id"))
     .values(config_version=shops.c.config_version + 1)
 )
-_VERSION = select(shops.c.config_version).where(shops.c.id == bindparam("shop_id"))
 
 
 def get_row(conn: Connection, shop_id: int) -> Any:
