@@ -40,7 +40,10 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "render": lambda: [render_figure(count=5_000, runs=3)],
             "pipeline": lambda: [pipeline_figure(count=2_000, runs=1)],
             "ingest": lambda: ingest_figures(count=300, runs=1, limit=3, per_s=200, seconds=1),
-            "pricing": lambda: [pricing_figure(count=50, runs=1)],
+            "pricing": lambda: [
+                pricing_figure(count=50, runs=1, path="request"),
+                pricing_figure(count=50, runs=1, path="worker"),
+            ],
             "planning": lambda: [planning_figure(count=200, runs=1)],
             "smtp": lambda: [smtp_figure(count=300, runs=1)],
             "egress": lambda: egress_figures(count=1_000, runs=1),
@@ -57,7 +60,10 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "render": lambda: [render_figure(count=50_000, runs=5)],
         "pipeline": lambda: [pipeline_figure(count=20_000, runs=3)],
         "ingest": lambda: ingest_figures(count=5_000, runs=3, limit=10, per_s=1000, seconds=5),
-        "pricing": lambda: [pricing_figure(count=300, runs=3)],
+        "pricing": lambda: [
+            pricing_figure(count=2_000, runs=3, path="request"),
+            pricing_figure(count=2_000, runs=3, path="worker"),
+        ],
         "planning": lambda: [planning_figure(count=2_000, runs=3)],
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],
         "egress": lambda: egress_figures(count=2_000, runs=3),

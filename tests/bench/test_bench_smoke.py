@@ -19,7 +19,12 @@ def measured(figure: Figure) -> None:
 
 def test_render_pipeline_and_pricing_benchmarks_measure_something() -> None:
     pipeline = pipeline_figure(count=200, runs=1)
-    for figure in (render_figure(count=200, runs=1), pipeline, pricing_figure(count=5, runs=1)):
+    for figure in (
+        render_figure(count=200, runs=1),
+        pipeline,
+        pricing_figure(count=5, runs=1, path="request"),
+        pricing_figure(count=5, runs=1, path="worker"),
+    ):
         measured(figure)
     assert pipeline.notes["ours_sent"] == pipeline.notes["raw_sent"] == 200
     measured(planning_figure(count=10, runs=1))  # raises unless every event planned 2 messages
