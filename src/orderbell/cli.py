@@ -126,9 +126,28 @@ def serve(
 @app.command(name="worker")
 def run_worker(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="dispatch loops")] = 1,
+    drain: Annotated[
+        bool,
+        typer.Option(
+            "--drain",
+            help="plan the accepted events and send what is due now, then exit (for cron "
+            "jobs and scripts)",
+        ),
+    ] = False,
 ) -> None:
     """Run a worker alone: claims due messages and sends them until SIGTERM."""
     svc = _services(server=True)
+    if drain:
+
+        async def once() -> int:
+            try:
+                return await svc.dispatcher().drain()
+            finally:
+                for provider in svc.providers.values():
+                    await provider.close()
+
+        out.print(f"drained: {asyncio.run(once())} messages claimed")
+        return
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -214,16 +233,28 @@ def simulate(
 def event_send(
     file: Annotated[Path, typer.Argument(help="an event (or a list of events) as JSON")],
     shop: Annotated[str, typer.Option(help="shop slug")] = "demo",
+    accept_only: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="store the events and return at once (status 'accepted'), as the API's "
+            "'Prefer: respond-async' does; a running worker plans their messages",
+        ),
+    ] = False,
 ) -> None:
     """Ingest events from a JSON file through the real pipeline."""
     svc = _services()
     shop_id = _shop_id(svc, shop)
     raw = _load_json(file)
+    plan = not accept_only
     try:
         if isinstance(raw, list):
-            results = svc.ingestor.ingest_many(shop_id, [EventIn.model_validate(i) for i in raw])
-        else:
+            items = [EventIn.model_validate(i) for i in raw]
+            results = svc.ingestor.ingest_many(shop_id, items, plan=plan)
+        elif plan:
             results = [svc.ingestor.ingest(shop_id, EventIn.model_validate(raw))]
+        else:
+            results = [svc.ingestor.accept(shop_id, EventIn.model_validate(raw))]
     except ValidationError as exc:
         raise _validation(exc) from None
     except OrderbellError as exc:

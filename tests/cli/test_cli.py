@@ -113,6 +113,41 @@ def test_event_send_ingests_a_file_and_replay_is_a_no_op(
     assert two["duplicate"] is True
 
 
+def test_event_send_async_accepts_and_the_worker_plans(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = demo_env
+    body = json.loads(EXAMPLE.read_text())
+    body = {**body, "id": "cli-async-1", "order": {**body["order"], "code": "CLI-ASYNC-1"}}
+    batch = [{**body, "id": "cli-async-2", "order": {**body["order"], "code": "CLI-ASYNC-2"}}]
+    (tmp_path / "one.json").write_text(json.dumps(body))
+    (tmp_path / "batch.json").write_text(json.dumps(batch))
+    one = orderbell(env, "event", "send", str(tmp_path / "one.json"), "--shop", "demo", "--async")
+    assert one.returncode == 0, one.stderr
+    many = orderbell(env, "event", "send", str(tmp_path / "batch.json"), "--async")
+    assert many.returncode == 0, many.stderr
+    accepted = [*json.loads(one.stdout), *json.loads(many.stdout)]
+    assert [r["status"] for r in accepted] == ["accepted", "accepted"]
+    db = env["ORDERBELL_DATABASE_URL"].removeprefix("sqlite:///")
+    import sqlite3
+
+    def waiting() -> int:
+        with sqlite3.connect(db) as conn:
+            ids = ",".join(str(r["event_id"]) for r in accepted)
+            return int(
+                conn.execute(
+                    f"select count(*) from events where id in ({ids}) and planned_at is null"
+                ).fetchone()[0]
+            )
+
+    assert waiting() == 2  # stored, not planned
+    again = orderbell(env, "event", "send", str(tmp_path / "one.json"), "--async")
+    assert json.loads(again.stdout)[0]["duplicate"] is True
+    done = orderbell(env, "worker", "--drain")
+    assert done.returncode == 0, done.stderr
+    assert waiting() == 0
+
+
 @pytest.mark.parametrize(
     ("args", "field", "reason"),
     [
