@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from tests.conftest import Outbox, make_shop
@@ -23,7 +24,8 @@ from orderbell.compose import Services
 from orderbell.engine import manual
 from orderbell.store import shops as shop_store
 from orderbell.store import templates as template_store
-from orderbell.store.schema import event_attachments, events
+from orderbell.store.driver import DATABASE_ERRORS, INTEGRITY_ERRORS
+from orderbell.store.schema import event_attachments, events, ledger
 from orderbell.store.schema import messages as message_table
 
 ASYNC = {"Prefer": "respond-async"}
@@ -325,3 +327,57 @@ def test_two_planners_keep_each_orders_events_in_order(
     assert len(outcomes) == 30
     assert [o for o in outcomes if o.get("stale")] == []  # no created event overtaken
     assert count_rows(services, message_table) == 30
+
+
+#: A trigger that fails every insert into messages with a database error that is not an
+#: integrity error (a missing table, as a dropped table or a broken migration would give):
+#: the kind a planner batch is rolled back for and retried.
+_BROKEN = {
+    "sqlite": [
+        "CREATE TRIGGER planner_test_broken BEFORE INSERT ON messages "
+        "BEGIN INSERT INTO planner_test_missing VALUES (1); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION planner_test_broken() RETURNS trigger AS $$ BEGIN "
+        "INSERT INTO planner_test_missing VALUES (1); RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER planner_test_broken BEFORE INSERT ON messages "
+        "FOR EACH ROW EXECUTE FUNCTION planner_test_broken()",
+    ],
+}
+_MENDED = {
+    "sqlite": ["DROP TRIGGER planner_test_broken"],
+    "postgresql": [
+        "DROP TRIGGER planner_test_broken ON messages",
+        "DROP FUNCTION planner_test_broken()",
+    ],
+}
+
+
+def test_a_database_error_rolls_the_planner_batch_back_to_be_tried_again(
+    client: TestClient, services: Services
+) -> None:
+    shop = _shop_with_rules(client)
+    ids = [_post(client, shop, _body(f"D-{i}")).json()["event_id"] for i in range(3)]
+    dialect = services.engine.dialect.name
+    with services.engine.begin() as conn:
+        for sql in _BROKEN[dialect]:
+            conn.exec_driver_sql(sql)
+    with pytest.raises(DATABASE_ERRORS) as raised:
+        services.ingestor.plan_waiting(100)
+    assert not isinstance(raised.value, INTEGRITY_ERRORS)
+    # nothing of the batch stayed: every event still waits, none is marked failed
+    assert count_rows(services, events, events.c.planned_at.is_(None)) == 3
+    assert count_rows(services, message_table) == 0
+    assert count_rows(services, ledger) == 1  # the top-up alone: no reservation stayed
+    for event_id in ids:
+        status = client.get(f"/v1/events/{event_id}", headers=shop["auth"]).json()["status"]
+        assert status == "accepted"
+
+    with services.engine.begin() as conn:
+        for sql in _MENDED[dialect]:
+            conn.exec_driver_sql(sql)
+    assert services.ingestor.plan_waiting(100) == 3
+    for event_id in ids:
+        planned = client.get(f"/v1/events/{event_id}", headers=shop["auth"]).json()
+        assert planned["status"] == "planned" and len(planned["messages"]) == 1
+    assert count_rows(services, ledger) == 4  # one reservation per message
