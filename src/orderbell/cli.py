@@ -130,8 +130,9 @@ def run_worker(
         bool,
         typer.Option(
             "--drain",
-            help="plan the accepted events and send what is due now, then exit (for cron "
-            "jobs and scripts)",
+            help="renew due package allowances, match late receipts, plan the accepted "
+            "events and send what is due now, then exit (for cron jobs and scripts; "
+            "events another worker is planning at that moment are left to it)",
         ),
     ] = False,
 ) -> None:
@@ -140,8 +141,11 @@ def run_worker(
     if drain:
 
         async def once() -> int:
+            dispatcher = svc.dispatcher()
+            dispatcher.renew_packages()
+            dispatcher.sweep_receipts()
             try:
-                return await svc.dispatcher().drain()
+                return await dispatcher.drain()
             finally:
                 for provider in svc.providers.values():
                     await provider.close()

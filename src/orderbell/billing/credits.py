@@ -245,6 +245,8 @@ class _Entries:
             _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
                  actor[:100], None, None)
         )  # fmt: skip
+        if not credits:
+            return
         moves = self.accounts.get(shop_id)
         if moves is None:
             moves = self.accounts[shop_id] = [_ZERO, _ZERO]
@@ -253,8 +255,12 @@ class _Entries:
             moves[1] -= credits
 
     def write(self, conn: Connection, now: datetime) -> None:
-        """Append the entries and move the figures (accounts in shop order: no deadlocks
-        between workers settling batches of the same shops)."""
+        """Append the entries and move the figures, accounts in shop order. (That order
+        keeps workers settling batches of the same shops from deadlocking. It does not
+        protect the ingest side: an event reads its shop's account FOR UPDATE on
+        PostgreSQL when it first needs it, so a group commit holding shops B then A can
+        deadlock with a settle taking A then B; PostgreSQL aborts one and that group
+        fails as a whole.)"""
         db = Driver(conn)
         if self.rows:
             time, money_in = db.time, db.money
@@ -506,7 +512,8 @@ class Reservations:
 
     def write(self, conn: Connection, now: datetime) -> None:
         """Write what is queued; then check the low-balance thresholds of the shops whose
-        credit it reserved."""
+        credit it reserved — once per transaction: thresholds crossed together give one
+        notice (naming the lowest), as they did within one event before."""
         shops = sorted(self.entries.accounts)
         self.entries.write(conn, now)
         for shop_id in shops:

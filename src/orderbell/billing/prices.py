@@ -97,14 +97,6 @@ def destination_country(channel: Channel, recipient: str | None) -> str | None:
     """The country an SMS goes to (from its E.164 number); None for e-mail or no number."""
     if channel is not Channel.SMS or not recipient:
         return None
-    return _number_country(recipient)
-
-
-@lru_cache(maxsize=4096)
-def _number_country(recipient: str) -> str | None:
-    """Parsing a number costs tens of µs; a message's number is looked up when it is
-    priced and again when it is settled (in the same worker, for accepted events), and a
-    customer's next messages go to the same number."""
     try:
         number = phonenumbers.parse(recipient, None)
     except phonenumbers.NumberParseException:

@@ -508,6 +508,24 @@ class Dispatcher:
         finally:
             await self.close()
 
+    def sweep_receipts(self) -> None:
+        """Match delivery receipts that arrived before their message was marked sent."""
+        try:
+            with self._engine.begin() as conn:
+                callbacks.reconcile_pending(conn, self._clock.now())
+        except Exception as exc:  # matching late receipts must never stop sending
+            log.error("receipt_sweep_failed", error=type(exc).__name__)
+
+    def renew_packages(self) -> None:
+        """Grant the monthly package allowances that are due (each month once)."""
+        if not self._billing:
+            return
+        try:
+            with self._engine.begin() as conn:
+                credits.renew_all(conn, self._clock.now())
+        except Exception as exc:  # renewal must never stop sending
+            log.error("renewal_failed", error=type(exc).__name__)
+
     async def _loop(
         self,
         stop: asyncio.Event,
@@ -519,18 +537,10 @@ class Dispatcher:
         while not stop.is_set():
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + SWEEP_SECONDS
-                try:
-                    with self._engine.begin() as conn:
-                        callbacks.reconcile_pending(conn, self._clock.now())
-                except Exception as exc:  # matching late receipts must never stop sending
-                    log.error("receipt_sweep_failed", error=type(exc).__name__)
-            if self._billing and time.monotonic() >= next_renewal:
+                self.sweep_receipts()
+            if time.monotonic() >= next_renewal:
                 next_renewal = time.monotonic() + RENEWAL_SECONDS
-                try:
-                    with self._engine.begin() as conn:
-                        credits.renew_all(conn, self._clock.now())
-                except Exception as exc:  # renewal must never stop sending
-                    log.error("renewal_failed", error=type(exc).__name__)
+                self.renew_packages()
             try:
                 planned = self.plan_accepted()
             except Exception as exc:  # planning must never stop sending

@@ -57,9 +57,9 @@ def _format_style(sql: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _sqlite_time(value: datetime) -> str:
-    """An aware datetime as SQLite's UtcDateTime text. Cached: a row's times, and the rows
-    one transaction writes, mostly share one `now` (equal instants in any zone give the same
-    UTC text, so the cache may hand either's)."""
+    """An aware UTC datetime as SQLite's UtcDateTime text. Cached: a row's times, and the
+    rows one transaction writes, mostly share one `now`. (Keyed on UTC values only: two
+    local times an hour apart that differ only in `fold` compare equal.)"""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
@@ -132,8 +132,8 @@ class Driver:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        if self.sqlite:
-            return _sqlite_time(value)
+        if self.sqlite:  # the cache is keyed on the UTC instant: a local time's fold
+            return _sqlite_time(value if value.tzinfo is UTC else value.astimezone(UTC))
         return value
 
     def money(self, value: Any) -> Any:
