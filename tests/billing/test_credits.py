@@ -19,7 +19,7 @@ from tests.support import assert_ledger_adds_up, drain, messages, rule, template
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
-from orderbell.billing.prices import Quote
+from orderbell.billing.prices import Quote, fmt
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store.schema import credit_accounts, ledger
@@ -462,3 +462,25 @@ def test_unmetered_shop_sees_costs_but_is_not_charged(
         assert conn.execute(select(func.count()).select_from(ledger)).scalar_one() == 0
         assert conn.execute(select(messages_table.c.billing)).scalar_one() is None
     assert Decimal(summary(client, shop)["available"]) == 0
+
+
+def test_stored_figures_do_not_drift_with_many_moves(
+    client: TestClient, services: Services
+) -> None:
+    """On SQLite the account's figures are binary floats: ten top-ups of 0.1 summed there
+    unrounded come to 0.9999999999999999. Each move is rounded to four places, so what is
+    stored is exactly what the ledger says, and never shows as "-0.0000"."""
+    shop = billed_shop(client, None)
+    for _ in range(10):
+        r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "0.1"})
+        assert r.status_code == 201, r.text
+    with services.engine.connect() as conn:
+        stored = conn.execute(select(credit_accounts.c.available)).scalar_one()
+    assert Decimal(str(stored)) == Decimal("1")
+    assert summary(client, shop)["available"] == "1.0000"
+    assert_ledger_adds_up(services)
+
+
+@pytest.mark.parametrize("value", [-1e-17, "-0.00001", "-0", 0.0])
+def test_credits_never_read_as_negative_zero(value: object) -> None:
+    assert fmt(value) == "0.0000"

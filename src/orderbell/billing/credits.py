@@ -153,9 +153,13 @@ def account_from_row(row: Sequence[Any]) -> Account:
     )
 
 
+#: Rounded to the ledger's four places: on SQLite the figures are binary floats, and
+#: unrounded sums drift with every move (100 reservations and releases of 0.05 left
+#: 2.50 - 50 × 0.05 at -1e-17, shown as "-0.0000"); rounded, each stays the float
+#: nearest its exact value. (PostgreSQL's numeric is exact; rounding changes nothing.)
 _MOVE_CREDITS = (
-    "UPDATE credit_accounts SET available = available + ?, reserved = reserved + ?, "
-    "updated_at = ? WHERE shop_id = ?"
+    "UPDATE credit_accounts SET available = round(available + ?, 4), "
+    "reserved = round(reserved + ?, 4), updated_at = ? WHERE shop_id = ?"
 )
 _MOVE_UNITS = "UPDATE allowance_buckets SET remaining = remaining + ? WHERE id = ?"
 

@@ -41,11 +41,13 @@ DEFAULT_PRICES: dict[tuple[Channel, str], Decimal] = {
 
 
 QUANTUM = Decimal("0.0001")
+_ZERO = Decimal("0.0000")  # added to a -0.0000, gives 0.0000
 
 
 def money(value: object) -> Decimal:
-    """Credits as an exact Decimal with four places (SQLite sums come back as floats)."""
-    return Decimal(str(value)).quantize(QUANTUM)
+    """Credits as an exact Decimal with four places (SQLite sums come back as floats).
+    Never a negative zero: a float sum a hair below zero is 0.0000, not -0.0000."""
+    return Decimal(str(value)).quantize(QUANTUM) + _ZERO
 
 
 def fmt(value: object) -> str:
