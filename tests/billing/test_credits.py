@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from tests.conftest import make_shop
 from tests.support import assert_ledger_adds_up, drain, messages, rule, template
 
@@ -462,6 +462,71 @@ def test_unmetered_shop_sees_costs_but_is_not_charged(
         assert conn.execute(select(func.count()).select_from(ledger)).scalar_one() == 0
         assert conn.execute(select(messages_table.c.billing)).scalar_one() is None
     assert Decimal(summary(client, shop)["available"]) == 0
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_planner_batch_takes_account_locks_in_shop_order(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A batch holding events of shop B, then of shop A, locks both accounts up front in
+    shop order — the order a worker settling both shops takes them in. Were it to lock B
+    when planning B's event and then wait for A, a settle holding A and wanting B would
+    deadlock with it, and PostgreSQL would abort one of the two."""
+    shop_a = billed_shop(client, "1")
+    shop_b = make_shop(client, "second", topup="1")
+    body = template(client, shop_b, "Order {{ order_code }} received", name="t")
+    rule(client, shop_b, name="new", trigger={"event_type": "order.created"},
+         action={"channel": "sms", "template_id": body, "validity_minutes": 600})  # fmt: skip
+    clock.set(datetime.fromisoformat(AT))
+    for shop, code in ((shop_b, "B-1"), (shop_a, "A-1")):  # B's event is planned first
+        r = client.post("/v1/events", json=order_event(code),
+                        headers={**shop["auth"], "Prefer": "respond-async"})  # fmt: skip
+        assert r.status_code == 202, r.text
+    with services.engine.connect() as conn:
+        a_id, b_id = conn.execute(
+            select(credit_accounts.c.shop_id).order_by(credit_accounts.c.shop_id)
+        ).scalars()
+    touch = text("UPDATE credit_accounts SET updated_at = updated_at WHERE shop_id = :s")
+    waiters = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    planned: list[int] = []
+    errors: list[BaseException] = []
+
+    def plan() -> None:
+        try:
+            planned.append(services.ingestor.plan_waiting(100))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    settle = services.engine.connect()
+    try:
+        with settle.begin():
+            settle.execute(text("SET LOCAL lock_timeout = '10s'"))
+            settle.execute(touch, {"s": a_id})  # a settle has taken shop A
+            planner = threading.Thread(target=plan)
+            planner.start()
+            # Until the planner waits for a lock (at most ~10 s). Watched from a third
+            # connection: pg_stat_activity holds still for the rest of a transaction.
+            with services.engine.connect() as watch:
+                for _ in range(200):
+                    waiting = watch.execute(waiters).scalar_one()
+                    watch.rollback()
+                    if waiting or not planner.is_alive():
+                        break
+                    threading.Event().wait(0.05)
+            assert waiting == 1, f"planner not waiting on shop A: {errors=} {planned=}"
+            settle.execute(touch, {"s": b_id})  # …and now wants shop B: free, not held
+    finally:
+        settle.close()
+    planner.join(timeout=60)
+    assert errors == [] and planned == [2]
+    for shop in (shop_a, shop_b):
+        assert [m["status"] for m in messages(client, shop)] == ["scheduled"]
+    assert_ledger_adds_up(services)
 
 
 def test_stored_figures_do_not_drift_with_many_moves(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import calendar as month_calendar
 import csv
 import io
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
@@ -153,6 +153,12 @@ def account_from_row(row: Sequence[Any]) -> Account:
     )
 
 
+#: PostgreSQL only: several shops' accounts, locked in shop order (`Reservations.lock`).
+_LOCK_ACCOUNTS = (
+    f"SELECT {ACCOUNT_COLUMNS} FROM credit_accounts "  # noqa: S608 - schema names
+    "WHERE shop_id = ANY(?) ORDER BY shop_id FOR UPDATE"
+)
+
 #: Rounded to the ledger's four places: on SQLite the figures are binary floats, and
 #: unrounded sums drift with every move (100 reservations and releases of 0.05 left
 #: 2.50 - 50 × 0.05 at -1e-17, shown as "-0.0000"); rounded, each stays the float
@@ -222,12 +228,7 @@ class _Entries:
                  rule_id, actor[:100], reference, (note or None) and note[:300])
         )  # fmt: skip
         if credits:
-            moves = self.accounts.get(shop_id)
-            if moves is None:
-                moves = self.accounts[shop_id] = [_ZERO, _ZERO]
-            moves[0] += credits
-            if kind in ("reservation", "release"):
-                moves[1] -= credits
+            self._move(shop_id, kind, credits)
         if units and bucket_id is not None:
             self.buckets[bucket_id] = self.buckets.get(bucket_id, 0) + units
 
@@ -249,22 +250,24 @@ class _Entries:
             _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
                  actor[:100], None, None)
         )  # fmt: skip
-        if not credits:
-            return
+        if credits:
+            self._move(shop_id, kind, credits)
+
+    def _move(self, shop_id: int, kind: str, credits: Decimal) -> None:
+        """Move the shop's cached figures by one entry's credits: every entry moves
+        `available`; a reservation or a release moves the same credit to or from
+        `reserved`, so the balance (their sum) changes only with the others."""
         moves = self.accounts.get(shop_id)
         if moves is None:
             moves = self.accounts[shop_id] = [_ZERO, _ZERO]
         moves[0] += credits
-        if kind != "debit":  # a reservation or a release moves credit to or from reserved
+        if kind in ("reservation", "release"):
             moves[1] -= credits
 
     def write(self, conn: Connection, now: datetime) -> None:
         """Append the entries and move the figures, accounts in shop order. (That order
-        keeps workers settling batches of the same shops from deadlocking. It does not
-        protect the ingest side: an event reads its shop's account FOR UPDATE on
-        PostgreSQL when it first needs it, so a group commit holding shops B then A can
-        deadlock with a settle taking A then B; PostgreSQL aborts one and that group
-        fails as a whole.)"""
+        keeps workers settling batches of the same shops from deadlocking; the ingest side
+        keeps it too, by taking its accounts' locks up front: `Reservations.lock`.)"""
         db = Driver(conn)
         if self.rows:
             time, money_in = db.time, db.money
@@ -494,6 +497,22 @@ class Reservations:
     def __init__(self) -> None:
         self.entries = _Entries()
         self._accounts: dict[int, list[Account]] = {}
+
+    def lock(self, conn: Connection, shop_ids: Iterable[int]) -> None:
+        """On PostgreSQL, read and lock the accounts of these shops now, in shop order —
+        the order `settle` takes them in — so a transaction that plans events of several
+        shops cannot deadlock with a worker settling a batch of the same shops. (SQLite
+        needs none: a writing transaction holds the whole database.) A shop without an
+        account yet gets one later, on first use, as before."""
+        db = Driver(conn)
+        if db.sqlite:
+            return
+        wanted = sorted(set(shop_ids) - self._accounts.keys())
+        if not wanted:
+            return
+        rows = db.rows(_LOCK_ACCOUNTS, (wanted,))
+        for row in rows:
+            self._accounts[row[0]] = [account_from_row(row)]
 
     def account_cache(self, shop_id: int) -> list[Account]:
         """The shop's account as `insert_funded` keeps it: empty until first read."""

@@ -192,6 +192,8 @@ class Ingestor:
             with self._engine.begin() as conn:
                 db = Driver(conn)
                 reservations = credits.Reservations()  # the group's, written before commit
+                if self._billing:
+                    reservations.lock(conn, (it.shop_id for it in batch if it.plan))
                 for it in batch:
                     try:
                         with reservations.item(), db.savepoint():
@@ -223,6 +225,8 @@ class Ingestor:
         results: list[IngestResult] = []
         with self._engine.begin() as conn:
             reservations = credits.Reservations()
+            if self._billing and plan:
+                reservations.lock(conn, (shop_id,))
             for data in items:
                 digest, dump = fingerprint(data)
                 key = f"id:{data.id}" if data.id else f"body:{digest}"
@@ -251,6 +255,8 @@ class Ingestor:
                 return 0
             waiting = db.rows(_WAITING, (limit,))
             reservations = credits.Reservations()  # the batch's, written before commit
+            if self._billing:
+                reservations.lock(conn, (shop_id for _, shop_id, _ in waiting))
             for event_id, shop_id, payload in waiting:
                 now = self._clock.now()
                 try:

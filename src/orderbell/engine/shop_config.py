@@ -95,9 +95,9 @@ class ShopConfigCache:
     ) -> tuple[ShopConfig, credits.Account | None]:
         """`get`, and on SQLite (with `account`) the shop's credit account, read with the
         version in one query: the transaction already holds SQLite's write lock, so the
-        account stays as read until it ends. On PostgreSQL the account is None: it is read
-        FOR UPDATE when a priced message needs it (and not locked for events that plan
-        none)."""
+        account stays as read until it ends. On PostgreSQL the account is None: the
+        ingest side locks its transaction's accounts up front (`Reservations.lock`), and
+        others read it FOR UPDATE when a priced message needs it."""
         db = Driver(conn)
         joined = account and db.sqlite
         rows = db.rows(_VERSION_AND_ACCOUNT if joined else _VERSION, (shop_id,))
