@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
@@ -135,22 +136,43 @@ def account(conn: Connection, shop_id: int, *, lock: bool = False) -> Account:
 
 
 def account_from_row(row: Sequence[Any]) -> Account:
-    """An account from its `ACCOUNT_COLUMNS` as the driver returns them."""
-    (shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, thresholds,
-     below, notify_email) = row  # fmt: skip
+    """An account from its `ACCOUNT_COLUMNS` as the driver returns them. (Read for every
+    event that plans a priced message: the settings, which rarely change, are parsed once
+    per distinct value; only the two figures are converted each time.)"""
+    shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, *rest = row
+    thresholds, below, notify_email = (
+        tuple(v) if isinstance(v, list) else v  # psycopg decodes JSON: lists, unhashable
+        for v in rest
+    )
     return Account(
         shop_id=shop,
         mode=mode,
         plan_id=plan_id,
         available=money(available),
         reserved=money(reserved),
-        billing_day=billing_day,
-        monthly_cap=money(cap) if cap is not None else None,
-        charge_failed_after_submission=bool(charge_failed),
-        low_balance_thresholds=tuple(Decimal(t) for t in json_out(thresholds) or ()),
-        low_balance_below=tuple(Decimal(t) for t in json_out(below) or ()),
-        notify_email=notify_email,
+        **_settings(billing_day, cap, charge_failed, thresholds, below, notify_email),
     )
+
+
+@lru_cache(maxsize=1024)
+def _settings(
+    billing_day: int,
+    cap: Any,
+    charge_failed: Any,
+    thresholds: Any,
+    below: Any,
+    notify_email: str | None,
+) -> dict[str, Any]:
+    """An account's settings from their columns (`account_from_row`); cached by value, so
+    callers must not change the dict."""
+    return {
+        "billing_day": billing_day,
+        "monthly_cap": money(cap) if cap is not None else None,
+        "charge_failed_after_submission": bool(charge_failed),
+        "low_balance_thresholds": tuple(Decimal(t) for t in json_out(thresholds) or ()),
+        "low_balance_below": tuple(Decimal(t) for t in json_out(below) or ()),
+        "notify_email": notify_email,
+    }
 
 
 #: PostgreSQL only: several shops' accounts, locked in shop order (`Reservations.lock`).
