@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -154,3 +155,75 @@ def test_group_commit_answers_in_order_for_a_single_thread(
     _sms_rule(client, shop)
     ids = [services.ingestor.ingest(shop["id"], _event(i)).event_id for i in range(count)]
     assert ids == sorted(ids) and len(set(ids)) == count
+
+
+def test_coroutines_and_threads_share_group_commits(
+    client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accepted events from coroutines on an event loop (the API's path) and from threads
+    at the same time: every event stored once, each caller answered with its own event,
+    replays answered with the original — and the coroutines' events committed together."""
+    shop = make_shop(client)
+    _sms_rule(client, shop)
+    ingestor = services.ingestor
+    groups: list[int] = []
+    run_group = ingestor._run_group
+
+    def counted(batch: list[Any]) -> None:
+        groups.append(len(batch))
+        run_group(batch)
+
+    monkeypatch.setattr(ingestor, "_run_group", counted)
+
+    async def from_coroutines() -> list[Any]:
+        events_in = [_event(i) for i in range(100)] + [_event(i) for i in range(0, 100, 10)]
+        return await asyncio.wait_for(
+            asyncio.gather(*(ingestor.accept_async(shop["id"], e) for e in events_in)), 60
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threads = pool.map(lambda i: ingestor.accept(shop["id"], _event(i)), range(100, 150))
+        coroutine_results = asyncio.run(from_coroutines())
+        thread_results = list(threads)
+
+    assert count_rows(services, events) == 150
+    first = {r.event_id for r in coroutine_results[:100]} | {r.event_id for r in thread_results}
+    assert len(first) == 150 and not any(r.duplicate for r in thread_results)
+    replays = coroutine_results[100:]
+    assert all(r.duplicate for r in replays)
+    assert [r.event_id for r in replays] == [r.event_id for r in coroutine_results[:100:10]]
+    assert sum(groups) == 160 and max(groups) > 1  # events shared commits
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_cancelled_waiter_still_leads_when_handed_the_lead(
+    client: TestClient, services: Services
+) -> None:
+    """A request that goes away while its event waits for a group (a client hanging up)
+    must not stall the queue: if the lead is handed to its event, it is still led — the
+    event is stored, and later events are too. (SQLite: the test holds the write lock so
+    the first group waits, and the second event is queued behind it.)"""
+    shop = make_shop(client)
+    _sms_rule(client, shop)
+    ingestor = services.ingestor
+
+    async def scenario() -> Any:
+        with services.engine.begin():  # the write lock: the first group waits for it
+            first = asyncio.create_task(ingestor.accept_async(shop["id"], _event(1)))
+            for _ in range(200):  # until its group has started (bounded: ~2 s)
+                await asyncio.sleep(0.01)
+                if ingestor._leading and not ingestor._queue:
+                    break
+            second = asyncio.create_task(ingestor.accept_async(shop["id"], _event(2)))
+            await asyncio.sleep(0.05)
+            assert [it.key for it in ingestor._queue] == ["id:ev-2"]
+            second.cancel()
+            await asyncio.sleep(0.01)
+        assert (await asyncio.wait_for(first, 30)).event_id == 1
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        return await asyncio.wait_for(ingestor.accept_async(shop["id"], _event(3)), 30)
+
+    third = asyncio.run(scenario())
+    assert third.event_id == 3 and not third.duplicate
+    assert count_rows(services, events) == 3  # the cancelled request's event too
