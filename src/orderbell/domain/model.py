@@ -49,9 +49,13 @@ class EventType(enum.StrEnum):
 CUSTOM_EVENT_PREFIX = "custom."
 
 
+#: The built-in event types' names (checked for every event that comes in).
+_BUILT_IN_TYPES = frozenset(e.value for e in EventType)
+
+
 def is_known_event_type(value: str) -> bool:
     """True for the built-in types and for ``custom.<name>``."""
-    if value in {e.value for e in EventType}:
+    if value in _BUILT_IN_TYPES:
         return True
     return value.startswith(CUSTOM_EVENT_PREFIX) and len(value) > len(CUSTOM_EVENT_PREFIX)
 
