@@ -36,7 +36,8 @@ def ours(port: int, key_file: Path) -> None:
         shop = ensure_demo_shop(conn, now)
         credits.topup(conn, shop.shop_id, "1000000", reference="bench", actor="bench", now=now)
     key_file.write_text(shop.api_key)
-    uvicorn.run(create_app(svc, embedded_worker=False), port=port, **UVICORN)
+    app = create_app(svc, embedded_worker=False, freeze_heap=True)  # as `orderbell serve`
+    uvicorn.run(app, port=port, **UVICORN)
 
 
 def baseline(port: int) -> None:

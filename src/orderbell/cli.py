@@ -119,7 +119,7 @@ def serve(
         out.print(f"password:  [bold]{password}[/bold]", highlight=False)
         out.print(f"API:       {base}/v1   docs: {base}/docs   admin: {base}/admin")
         out.print(f"try:       export ORDERBELL_KEY={shop.api_key}")
-    application = create_app(svc, embedded_worker=worker)
+    application = create_app(svc, embedded_worker=worker, freeze_heap=True)
     uvicorn.run(application, host=svc.settings.host, port=svc.settings.port, log_level="warning")
 
 

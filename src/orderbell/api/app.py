@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,8 +66,23 @@ class EmbeddedWorker:
         self._thread.join(timeout=30)
 
 
-def create_app(services: Services, *, embedded_worker: bool | None = None) -> FastAPI:
-    """Build the FastAPI app over the given services."""
+def settle_heap() -> None:
+    """Move everything alive now — modules, the app, caches filled at startup — out of the
+    garbage collector's sight (`gc.freeze`). A full collection walks every tracked object
+    and stops the process while it does: with the ~165,000 a started server holds, that
+    was 95-125 ms here, every few seconds under load, and it set the p99 of POST
+    /v1/events at 1,000/s (140-370 ms; 12-16 ms with the collector off). Frozen, a full
+    collection walks only what came after. For a serving process, once: what it freezes is
+    never collected."""
+    gc.collect()
+    gc.freeze()
+
+
+def create_app(
+    services: Services, *, embedded_worker: bool | None = None, freeze_heap: bool = False
+) -> FastAPI:
+    """Build the FastAPI app over the given services; `freeze_heap`: `settle_heap` once
+    started (for the serving process, not for apps made and dropped, as tests do)."""
     run_worker = services.settings.embedded_worker if embedded_worker is None else embedded_worker
 
     @asynccontextmanager
@@ -74,6 +90,8 @@ def create_app(services: Services, *, embedded_worker: bool | None = None) -> Fa
         worker = EmbeddedWorker(services) if run_worker else None
         if worker:
             worker.start()
+        if freeze_heap:
+            settle_heap()
         try:
             yield
         finally:
