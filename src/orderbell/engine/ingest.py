@@ -37,7 +37,13 @@ from orderbell.store import attachments as attachment_store
 from orderbell.store import customers as customer_store
 from orderbell.store import messages as message_store
 from orderbell.store import orders as order_store
-from orderbell.store.driver import DATABASE_ERRORS, INTEGRITY_ERRORS, Driver, json_out
+from orderbell.store.driver import (
+    DATABASE_ERRORS,
+    INTEGRITY_ERRORS,
+    Driver,
+    JsonText,
+    json_out,
+)
 from orderbell.store.schema import events
 from orderbell.templates.sandbox import Renderer
 
@@ -46,12 +52,11 @@ log = structlog.get_logger("orderbell.ingest")
 STATUS_OF_EVENT = {"order.delivered": "delivered"}
 
 
-def fingerprint(data: EventIn) -> tuple[str, dict[str, Any]]:
-    """A stable hash of an event body (the same event → the same hash) and the body's JSON
-    form (what an accepted event stores as its payload)."""
-    dump = data.model_dump(mode="json")
-    canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest(), dump
+def fingerprint(data: EventIn) -> tuple[str, JsonText]:
+    """A stable hash of an event body (the same event → the same hash) and the body as
+    canonical JSON text: what was hashed is what an accepted event stores as its payload."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest(), JsonText(canonical)
 
 
 def event_status(data: EventIn) -> str | None:
@@ -93,7 +98,7 @@ class _Pending:
     data: EventIn
     key: str
     digest: str
-    dump: dict[str, Any]  #: the body's JSON form
+    dump: JsonText  #: the body as canonical JSON (`fingerprint`)
     plan: bool = True  #: False: store the event only (accepted), a worker plans it later
     done: bool = False
     result: IngestResult | None = None

@@ -68,6 +68,13 @@ def marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
+class JsonText(str):
+    """A value for a JSON column that is already JSON text (made for another purpose,
+    e.g. an event body's canonical form, which is hashed too): not serialised again."""
+
+    __slots__ = ()
+
+
 class Driver:
     """One connection's raw statements and the conversions its dialect needs."""
 
@@ -145,8 +152,10 @@ class Driver:
 
     @staticmethod
     def json(value: Any) -> Any:
-        """A value for a JSON column."""
-        return None if value is None else json.dumps(value)
+        """A value for a JSON column (`JsonText`: already serialised, goes in as it is)."""
+        if value is None or isinstance(value, JsonText):
+            return value
+        return json.dumps(value)
 
     # ------------------------------------------------------- whole rows of a table
 
