@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -181,10 +182,13 @@ def test_coroutines_and_threads_share_group_commits(
             asyncio.gather(*(ingestor.accept_async(shop["id"], e) for e in events_in)), 60
         )
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        threads = pool.map(lambda i: ingestor.accept(shop["id"], _event(i)), range(100, 150))
+    pool = ThreadPoolExecutor(max_workers=8)
+    try:  # (a hang fails the test by its time-outs, rather than hanging it in shutdown)
+        threads = [pool.submit(ingestor.accept, shop["id"], _event(i)) for i in range(100, 150)]
         coroutine_results = asyncio.run(from_coroutines())
-        thread_results = list(threads)
+        thread_results = [t.result(timeout=60) for t in threads]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
     assert count_rows(services, events) == 150
     first = {r.event_id for r in coroutine_results[:100]} | {r.event_id for r in thread_results}
@@ -196,13 +200,12 @@ def test_coroutines_and_threads_share_group_commits(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_cancelled_waiter_still_leads_when_handed_the_lead(
+def test_a_cancelled_request_does_not_stall_the_queue(
     client: TestClient, services: Services
 ) -> None:
-    """A request that goes away while its event waits for a group (a client hanging up)
-    must not stall the queue: if the lead is handed to its event, it is still led — the
-    event is stored, and later events are too. (SQLite: the test holds the write lock so
-    the first group waits, and the second event is queued behind it.)"""
+    """A request that goes away while its event waits for a group (a client hanging up):
+    its event is still stored, and later events are too. (SQLite: the test holds the write
+    lock so the first group waits, and the second event is queued behind it.)"""
     shop = make_shop(client)
     _sms_rule(client, shop)
     ingestor = services.ingestor
@@ -227,3 +230,38 @@ def test_a_cancelled_waiter_still_leads_when_handed_the_lead(
     third = asyncio.run(scenario())
     assert third.event_id == 3 and not third.duplicate
     assert count_rows(services, events) == 3  # the cancelled request's event too
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_event_whose_loop_has_closed_does_not_stall_the_queue(
+    client: TestClient, services: Services
+) -> None:
+    """A coroutine's event queued behind a group a thread leads; the coroutine's event loop
+    ends before that group does (nobody will ever run on it again). The event is still
+    stored, and so are later ones from other threads: the lead is never handed to a waiter
+    that may not run."""
+    shop = make_shop(client)
+    _sms_rule(client, shop)
+    ingestor = services.ingestor
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:  # (a hang fails the test by its time-outs, rather than hanging it in shutdown)
+        with services.engine.begin():  # the write lock: the first group waits for it
+            first = pool.submit(ingestor.accept, shop["id"], _event(1))
+            for _ in range(200):  # until its group has started (bounded: ~2 s)
+                if ingestor._leading and not ingestor._queue:
+                    break
+                threading.Event().wait(0.01)
+
+            async def queue_and_leave() -> None:
+                waiting = asyncio.create_task(ingestor.accept_async(shop["id"], _event(2)))
+                await asyncio.sleep(0.05)  # queued; then the loop is closed with it waiting
+                assert not waiting.done()
+
+            asyncio.run(queue_and_leave())
+            assert [it.key for it in ingestor._queue] == ["id:ev-2"]
+        assert first.result(timeout=30).event_id == 1
+        third = pool.submit(ingestor.accept, shop["id"], _event(3)).result(timeout=30)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    assert third.event_id == 3
+    assert count_rows(services, events) == 3

@@ -103,17 +103,10 @@ class _Pending:
     done: bool = False
     result: IngestResult | None = None
     error: Exception | None = None
-    #: A waiting thread's: set when the event is done, or when the thread is handed the
-    #: lead of the next group (it tells which by `done`). None for a waiting coroutine:
-    future: asyncio.Future[None] | None = None  #: …resolved on its loop for the same two
+    #: How its waiter learns that the event is done: a thread's event, set; or a
+    #: coroutine's future, resolved on its loop (`_signal_all`).
     wake: threading.Event | None = None
-
-    def signal(self) -> None:
-        """Wake whoever waits for this event (a thread; a coroutine: `_signal_all`)."""
-        if self.wake is not None:
-            self.wake.set()
-        else:
-            _signal_all([self])
+    future: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,21 +172,15 @@ class Ingestor:
         must be led, a worker thread leads it; otherwise the coroutine waits, woken (with
         the others of its group, in one call) when its event is committed."""
         loop = asyncio.get_running_loop()
-        leaders, lead = self._leaders, self._lead
         item = self._pending(shop_id, data, idempotency_key, plan=False)
-        item.future = future = loop.create_future()
-        if not self._enqueue(item):
-            try:
-                await asyncio.shield(future)
-            except asyncio.CancelledError:  # the request is gone, its event is still queued:
-                future.add_done_callback(  # if handed the lead, it must still lead
-                    lambda _: None if item.done else loop.run_in_executor(leaders, lead, item)
-                )
-                raise
-        if not item.done:  # handed the lead, or the first: lead from a leader thread
-            # (not the shared thread pool: threads of synchronous requests waiting for
-            # this very group could hold all of it)
-            await asyncio.shield(loop.run_in_executor(leaders, lead, item))
+        item.future = loop.create_future()
+        # Shielded: a request cancelled meanwhile (a client gone) stops waiting, but its
+        # event is still committed, and a group it leads still runs to its end.
+        if self._enqueue(item):  # from a leader thread: not the shared pool, which threads
+            # of synchronous requests waiting for this very group could fill
+            await asyncio.shield(loop.run_in_executor(self._leaders, self._lead, item))
+        else:
+            await asyncio.shield(item.future)
         if item.result is None and isinstance(item.error, INTEGRITY_ERRORS):
             return await asyncio.to_thread(self._after_race, item)
         return self._outcome(item)
@@ -232,19 +219,16 @@ class Ingestor:
         raise item.error
 
     def _wait_for_group(self, item: _Pending) -> None:
-        """Queue the event; the first to find no group running leads the next one (taking
-        everything queued so far), the others wait until their event is done.
-
-        Each waiting thread is woken once, by its own event: when its event is done, or
-        when the leader, done with its own, hands it the lead of what is queued. (One
-        condition notified to all woke every waiting thread after every group, to go back
-        to sleep but one: with 32 requests in flight that cost as much as the group commit
-        saved.)"""
+        """Queue the event; the first to find no group running leads (`_lead`), the others
+        wait until their event is done. (Each waiting thread is woken once, by its own
+        event: one condition notified to all woke every waiting thread after every group,
+        to go back to sleep but a few; with 32 requests in flight that cost as much as the
+        group commit saved.)"""
         item.wake = threading.Event()
-        if not self._enqueue(item):
-            item.wake.wait()
-        if not item.done:
+        if self._enqueue(item):
             self._lead(item)
+        else:
+            item.wake.wait()
 
     def _enqueue(self, item: _Pending) -> bool:
         """Queue the event; True when its caller is to lead (no group is running)."""
@@ -254,27 +238,31 @@ class Ingestor:
             self._leading = True
         return lead
 
-    def _lead(self, item: _Pending) -> None:
-        """Run groups until `item` is done, then hand the lead to the oldest event still
-        queued (its waiter leads next), or end it."""
+    def _lead(self, item: _Pending | None = None) -> None:
+        """Commit what is queued, a group (up to GROUP_MAX events) at a time, until `item` —
+        the leading caller's own event — is done, or with None until nothing is queued.
+        Then whatever is still queued goes on in a leader thread, so a caller that led is
+        answered as soon as its own event is. The lead is only ever handed to that thread,
+        never to a waiter: a waiter may never run again (an interrupted thread, a closed
+        event loop), and a queue whose lead it held would stall."""
+        ended = False
         try:
-            while not item.done:
+            while True:
                 with self._group:
+                    if not self._queue:
+                        self._leading, ended = False, True
+                        return
+                    if item is not None and item.done:
+                        return
                     batch, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
                 try:
-                    self._run_group(batch)  # marks every event of the batch done
+                    self._run_group(batch)
                 finally:
-                    waiting = [it for it in batch if it is not item]
-                    for it in waiting:
-                        if it.wake is not None:
-                            it.wake.set()
-                    _signal_all([it for it in waiting if it.wake is None])
+                    _settle(batch)
         finally:
-            with self._group:
-                if self._queue:
-                    self._queue[0].signal()
-                else:
-                    self._leading = False
+            if not ended:
+                with suppress(RuntimeError):  # the executor is shut: the process is ending
+                    self._leaders.submit(self._lead)
 
     def _run_group(self, batch: list[_Pending]) -> None:
         try:
@@ -296,10 +284,14 @@ class Ingestor:
                     except Exception as exc:  # this event only: its savepoint is rolled back
                         it.result, it.error = None, exc
                 reservations.write(conn, self._clock.now())
-        except Exception as exc:  # the commit itself failed: nothing of the group was stored
+        except BaseException as exc:  # the commit failed, or the thread was interrupted:
+            # nothing of the group was stored, whatever its events' results said
+            error = exc if isinstance(exc, Exception) else RuntimeError("interrupted")
             for it in batch:
                 if it.error is None:
-                    it.result, it.error = None, exc
+                    it.result, it.error = None, error
+            if error is not exc:
+                raise
         finally:
             for it in batch:
                 if it.result is None and it.error is None:  # pragma: no cover - defensive
@@ -649,6 +641,14 @@ def _event_row(it: _Pending, now: datetime, **more: Any) -> dict[str, Any]:
     }
 
 
+def _settle(batch: Sequence[_Pending]) -> None:
+    """A group has run (`_run_group` marked each event done): wake their waiters."""
+    for it in batch:
+        if it.wake is not None:
+            it.wake.set()
+    _signal_all(batch)
+
+
 def _signal_all(items: Sequence[_Pending]) -> None:
     """Resolve waiting coroutines' futures, one call per event loop (each call wakes it)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
@@ -662,7 +662,7 @@ def _signal_all(items: Sequence[_Pending]) -> None:
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
-        if not future.done():  # a cancelled request's future stays cancelled
+        if not future.done():
             future.set_result(None)
 
 
