@@ -143,6 +143,10 @@ class Shop:
     sms_max_segments: int | None = SMS_MAX_SEGMENTS_DEFAULT
 
 
+#: The `Consent` field of each channel and category: "sms_transactional", …
+_CONSENT_FIELDS = {(ch, cat): f"{ch.value}_{cat.value}" for ch in Channel for cat in Category}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Consent:
     """A customer's consent per channel and category."""
@@ -156,10 +160,9 @@ class Consent:
 
     def allows(self, channel: Channel, category: Category) -> bool:
         """May this customer be messaged on this channel for this category?"""
-        if channel is Channel.EMAIL and self.email_opt_out in ("all", category.value):
+        if channel is Channel.EMAIL and self.email_opt_out in ("all", category):
             return False
-        key = f"{channel.value}_{category.value}"
-        return bool(getattr(self, key))
+        return bool(getattr(self, _CONSENT_FIELDS[channel, category]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from orderbell.metrics import Metrics
 
 log = structlog.get_logger("orderbell.dispatcher")
+#: Enum members by their stored value: a dict lookup per claimed row, not an enum call.
+_CHANNELS = {c.value: c for c in Channel}
+_CATEGORIES = {c.value: c for c in Category}
+_KINDS = {k.value: k for k in TemplateKind}
 RENEWAL_SECONDS = 300.0  #: how often a worker grants due package allowances
 SWEEP_SECONDS = 30.0  #: how often a worker matches receipts that raced their send
 CANCELLED = frozenset({"cancelled", "canceled"})
@@ -295,7 +299,7 @@ class Dispatcher:
             return OutgoingMessage(
                 id=row.id,
                 shop_id=row.shop_id,
-                channel=Channel(row.channel),
+                channel=_CHANNELS[row.channel],
                 to=row.recipient,
                 text=text,
                 subject=str(context.get("_subject", "")) or None,
@@ -306,8 +310,8 @@ class Dispatcher:
             return stop(MessageStatus.SUPPRESSED, "rule_inactive: the rule was switched off")
         if row.template_active is not True or row.t_body is None or row.template_kind is None:
             return stop(MessageStatus.SUPPRESSED, "template_inactive: the template is not active")
-        channel = Channel(row.channel)
-        category = Category(row.category)
+        channel = _CHANNELS[row.channel]
+        category = _CATEGORIES[row.category]
         consent = Consent(
             sms_transactional=row.sms_transactional is not False,
             sms_marketing=bool(row.sms_marketing),
@@ -355,7 +359,7 @@ class Dispatcher:
             return stop(MessageStatus.SUPPRESSED, f"no_recipient: no {channel.value} address")
         source = TemplateSource(
             channel=channel,
-            kind=TemplateKind(row.template_kind),
+            kind=_KINDS[row.template_kind],
             body=row.t_body,
             subject=row.t_subject,
             html=row.t_html,
@@ -372,6 +376,10 @@ class Dispatcher:
             if sms.hold is not None:  # the reservation is released (credits.settle)
                 return stop(MessageStatus.HELD, sms.hold, segments=sms.segments)
             text, counted[row.id] = sms.text, sms.segments
+        if channel is Channel.SMS:
+            sender, reply_to = shop.sms_sender, None
+        else:  # as `mail.complete` leaves them, unless it has more to add
+            sender, reply_to = mail.sender(shop), shop.email_reply_to
         return OutgoingMessage(
             id=row.id,
             shop_id=row.shop_id,
@@ -380,7 +388,8 @@ class Dispatcher:
             text=text,
             subject=out.subject,
             html=out.html,
-            sender=shop.sms_sender if channel is Channel.SMS else shop.email_from,
+            sender=sender,
+            reply_to=reply_to,
         )
 
     @staticmethod

@@ -46,14 +46,22 @@ def complete(
             continue
         the_shop = shop(message.shop_id)
         headers = dict(message.headers)
-        if row.category == Category.MARKETING.value and links and row.customer_id is not None:
+        if row.category == Category.MARKETING and links and row.customer_id is not None:
             headers.update(links.headers(message.shop_id, row.customer_id))
         files = by_template.get(row.template_id, []) + by_event.get(row.event_id, [])
+        from_, reply_to = sender(the_shop), message.reply_to or the_shop.email_reply_to
+        if (
+            not files
+            and headers == message.headers
+            and (message.sender, message.reply_to) == (from_, reply_to)
+        ):
+            done.append(message)  # nothing to add (the dispatcher set From and Reply-To)
+            continue
         done.append(
             replace(
                 message,
-                sender=sender(the_shop),
-                reply_to=message.reply_to or the_shop.email_reply_to,
+                sender=from_,
+                reply_to=reply_to,
                 headers=headers,
                 attachments=(*message.attachments, *files),
             )
