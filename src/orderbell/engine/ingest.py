@@ -139,8 +139,9 @@ class Ingestor:
         self._billing = billing
         self._configs = ShopConfigCache()
         self._group = threading.Lock()
-        #: where a coroutine's event leads a group (one group runs at a time; the second
-        #: thread lets a leader that is handing over finish while the next one starts)
+        #: Leader threads (`_lead`): for a coroutine's event that leads, and for what is
+        #: still queued once a leading caller's own event is done. One leads at a time; a
+        #: second thread lets the one handing over finish while the next starts.
         self._leaders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="group-commit")
         self._queue: list[_Pending] = []
         self._leading = False
