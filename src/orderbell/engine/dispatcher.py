@@ -175,9 +175,7 @@ class Dispatcher:
         if emails:
             with self._engine.connect() as conn:
                 by_id = {row.id: row for row in rows}
-                completed = mail.complete(
-                    conn, emails, by_id, lambda s: self._shop(s, now), self._links
-                )
+                completed = mail.complete(conn, emails, by_id, self._links)
             outgoing = [m for m in outgoing if m.channel is not Channel.EMAIL] + completed
         for start in range(0, len(outgoing), self._chunk):
             chunk = outgoing[start : start + self._chunk]
@@ -378,7 +376,7 @@ class Dispatcher:
             text, counted[row.id] = sms.text, sms.segments
         if channel is Channel.SMS:
             sender, reply_to = shop.sms_sender, None
-        else:  # as `mail.complete` leaves them, unless it has more to add
+        else:
             sender, reply_to = mail.sender(shop), shop.email_reply_to
         return OutgoingMessage(
             id=row.id,

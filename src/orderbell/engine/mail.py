@@ -1,10 +1,11 @@
-"""The e-mail parts the dispatcher adds to a rendered message: the shop's From name and
-Reply-To, the template's and the event's attachments, and for marketing e-mail the RFC 8058
-one-click List-Unsubscribe headers (transactional e-mail carries none)."""
+"""The e-mail parts of a rendered message: the shop's From (`sender`; the dispatcher sets
+it, with the shop's Reply-To, as it builds the message), then (`complete`) the template's
+and the event's attachments, and for marketing e-mail the RFC 8058 one-click
+List-Unsubscribe headers (transactional e-mail carries none)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,10 +29,10 @@ def complete(
     conn: Connection,
     batch: Sequence[OutgoingMessage],
     rows: Mapping[int, Any],
-    shop: Callable[[int], Shop],
     links: Links | None,
 ) -> list[OutgoingMessage]:
-    """The batch with attachments, Reply-To and unsubscribe headers added."""
+    """The batch with attachments and unsubscribe headers added (a message with none to
+    add is passed on as it is)."""
     ours = [m for m in batch if rows[m.id].template_id is not None]  # not orderbell's notices
     by_template, by_event = attachment_store.for_sending(
         conn,
@@ -44,26 +45,12 @@ def complete(
         if row.template_id is None:
             done.append(message)
             continue
-        the_shop = shop(message.shop_id)
         headers = dict(message.headers)
         if row.category == Category.MARKETING and links and row.customer_id is not None:
             headers.update(links.headers(message.shop_id, row.customer_id))
         files = by_template.get(row.template_id, []) + by_event.get(row.event_id, [])
-        from_, reply_to = sender(the_shop), message.reply_to or the_shop.email_reply_to
-        if (
-            not files
-            and headers == message.headers
-            and (message.sender, message.reply_to) == (from_, reply_to)
-        ):
-            done.append(message)  # nothing to add (the dispatcher set From and Reply-To)
+        if not files and headers == message.headers:
+            done.append(message)
             continue
-        done.append(
-            replace(
-                message,
-                sender=from_,
-                reply_to=reply_to,
-                headers=headers,
-                attachments=(*message.attachments, *files),
-            )
-        )
+        done.append(replace(message, headers=headers, attachments=(*message.attachments, *files)))
     return done
