@@ -20,7 +20,7 @@ import csv
 import io
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -67,9 +67,9 @@ PLACES = 4
 HOLD_REASONS = ("insufficient_credit", "spending_cap")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Account:
-    """A shop's credit account."""
+class Account(NamedTuple):
+    """A shop's credit account. (A named tuple: one is built for every event that plans a
+    priced message, and another for each message it reserves credit for — `moved`.)"""
 
     shop_id: int
     mode: str
@@ -87,6 +87,13 @@ class Account:
     def balance(self) -> Decimal:
         """Credit owned, counting reservations as not yet spent."""
         return self.available + self.reserved
+
+    def moved(self, reserved: Decimal) -> Account:
+        """The account after `reserved` more credit is reserved (negative: released)."""
+        return Account(
+            self.shop_id, self.mode, self.plan_id, self.available - reserved,
+            self.reserved + reserved, *self[5:],
+        )  # fmt: skip
 
 
 def parse_amount(value: object, field: str = "amount") -> Decimal:
@@ -145,12 +152,12 @@ def account_from_row(row: Sequence[Any]) -> Account:
         for v in rest
     )
     return Account(
-        shop_id=shop,
-        mode=mode,
-        plan_id=plan_id,
-        available=money(available),
-        reserved=money(reserved),
-        **_settings(billing_day, cap, charge_failed, thresholds, below, notify_email),
+        shop,
+        mode,
+        plan_id,
+        money(available),
+        money(reserved),
+        *_settings(billing_day, cap, charge_failed, thresholds, below, notify_email),
     )
 
 
@@ -162,17 +169,17 @@ def _settings(
     thresholds: Any,
     below: Any,
     notify_email: str | None,
-) -> dict[str, Any]:
-    """An account's settings from their columns (`account_from_row`); cached by value, so
-    callers must not change the dict."""
-    return {
-        "billing_day": billing_day,
-        "monthly_cap": money(cap) if cap is not None else None,
-        "charge_failed_after_submission": bool(charge_failed),
-        "low_balance_thresholds": tuple(Decimal(t) for t in json_out(thresholds) or ()),
-        "low_balance_below": tuple(Decimal(t) for t in json_out(below) or ()),
-        "notify_email": notify_email,
-    }
+) -> tuple[Any, ...]:
+    """An account's settings from their columns (`account_from_row`), in `Account`'s field
+    order after the figures; cached by value."""
+    return (
+        billing_day,
+        money(cap) if cap is not None else None,
+        bool(charge_failed),
+        tuple(Decimal(t) for t in json_out(thresholds) or ()),
+        tuple(Decimal(t) for t in json_out(below) or ()),
+        notify_email,
+    )
 
 
 #: PostgreSQL only: several shops' accounts, locked in shop order (`Reservations.lock`).
@@ -210,10 +217,23 @@ class _Row(NamedTuple):
     note: str | None
 
 
-_INSERT_ENTRIES = (
-    f"INSERT INTO ledger ({', '.join(_Row._fields)}) "  # noqa: S608 - schema names
-    f"VALUES ({marks(len(_Row._fields))})"
-)
+#: Ledger rows per INSERT statement: 13 values each, well under SQLite's limit of bound
+#: values in one statement (32,766; 999 before 3.32) and PostgreSQL's (65,535).
+_ENTRIES_PER_INSERT = 64
+
+
+@lru_cache(maxsize=_ENTRIES_PER_INSERT)
+def _insert_entries(count: int) -> str:
+    """One INSERT of `count` ledger rows: a settled batch's entries go in with a few
+    statements rather than one execution per row (each costs its own pass through the
+    driver and the VM: about a quarter of a row's time on SQLite)."""
+    row = f"({marks(len(_Row._fields))})"
+    return (
+        f"INSERT INTO ledger ({', '.join(_Row._fields)}) "  # noqa: S608 - schema names
+        f"VALUES {', '.join([row] * count)}"
+    )
+
+
 if not set(_Row._fields) <= set(ledger.c.keys()):  # pragma: no cover - kept in step
     raise RuntimeError("_Row must name ledger columns")
 
@@ -291,12 +311,13 @@ class _Entries:
         keeps workers settling batches of the same shops from deadlocking; the ingest side
         keeps it too, by taking its accounts' locks up front: `Reservations.lock`.)"""
         db = Driver(conn)
-        if self.rows:
-            time, money_in = db.time, db.money
-            db.executemany(
-                _INSERT_ENTRIES,
-                [(r.shop_id, time(r.at), r.kind, money_in(r.credits), *r[4:]) for r in self.rows],
-            )
+        time, money_in = db.time, db.money
+        for start in range(0, len(self.rows), _ENTRIES_PER_INSERT):
+            chunk = self.rows[start : start + _ENTRIES_PER_INSERT]
+            values: list[Any] = []
+            for r in chunk:
+                values += (r.shop_id, time(r.at), r.kind, money_in(r.credits), *r[4:])
+            db.execute(_insert_entries(len(chunk)), values)
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
             if available or reserved:
@@ -421,6 +442,13 @@ class Funding:
         return {"funding": self.funding, "bucket_id": self.bucket_id, "billing": "reserved"}
 
 
+#: The decisions most messages get, made once.
+_UNMETERED = Funding(None, None, None)
+_CREDIT = Funding("credit", None, None)
+_CREDIT_COLUMNS = _CREDIT.columns()
+_CHANNELS = {c.value: c for c in Channel}
+
+
 def decide(
     conn: Connection,
     acct: Account,
@@ -433,7 +461,7 @@ def decide(
     """Allowance first (carried-over before this month's), then credit within the cap.
     `allowances=False` says the shop has no packages, so no allowance is looked for."""
     if acct.mode != PREPAID:
-        return Funding(None, None, None)
+        return _UNMETERED
     bucket = _usable_bucket(conn, acct.shop_id, channel, quote.units, now) if allowances else None
     if bucket is not None:
         return Funding("allowance", int(bucket.id), None)
@@ -457,7 +485,7 @@ def decide(
                 f"available credit is {acct.available}"
             ),
         )
-    return Funding("credit", None, None)
+    return _CREDIT
 
 
 def record(
@@ -504,7 +532,7 @@ def record(
     )  # fmt: skip
     if not deferred:
         sink.write(conn, now)
-    acct = replace(acct, available=acct.available - quote.cost, reserved=acct.reserved + quote.cost)
+    acct = acct.moved(quote.cost)
     if acct.low_balance_thresholds and not deferred:
         _check_low_balance(conn, acct.shop_id, now)
     return acct
@@ -582,35 +610,44 @@ def insert_funded(
     cost, segments and funding go in with the row, a hold turns it `held`, and the
     reservation is recorded. `account_cache` holds the shop's account, read and locked once
     per event. Returns the message id and the hold reason (None when funded or not billed)."""
-    funding: Funding | None = None
-    if quote is not None:
-        if not account_cache:
-            account_cache.append(account(conn, int(values["shop_id"]), lock=True))
-        channel = Channel(values["channel"])
-        funding = decide(conn, account_cache[0], channel, quote, now, allowances=allowances)
-        values = {
-            **values,
-            "cost": quote.cost,
-            "segments": quote.units if channel is Channel.SMS else None,
-            **funding.columns(),
-        }
-        if funding.hold is not None:
-            values.update(status=MessageStatus.HELD.value, reason=funding.hold)
+    if quote is None:
+        return message_store.insert(conn, values), None
+    if not account_cache:
+        account_cache.append(account(conn, int(values["shop_id"]), lock=True))
+    channel = _CHANNELS[values["channel"]]
+    funding = decide(conn, account_cache[0], channel, quote, now, allowances=allowances)
+    values = {
+        **values,
+        "cost": quote.cost,
+        "segments": quote.units if channel is Channel.SMS else None,
+        **(_CREDIT_COLUMNS if funding is _CREDIT else funding.columns()),
+    }
+    if funding.hold is not None:
+        values.update(status=MessageStatus.HELD.value, reason=funding.hold)
     message_id = message_store.insert(conn, values)
-    if funding is not None and quote is not None and funding.hold is None:
+    acct = account_cache[0]
+    if funding is _CREDIT and entries is not None and acct.monthly_cap is None:
+        # what `record` does for most messages, without its checks: queued, written with
+        # the transaction's others (`Reservations.write`)
+        entries.entries.message_credit(
+            "reservation", acct.shop_id, now, -quote.cost, channel.value, quote.country,
+            message_id, values.get("rule_id"), actor,
+        )  # fmt: skip
+        account_cache[0] = acct.moved(quote.cost)
+    elif funding.hold is None:
         account_cache[0] = record(
             conn,
             account_cache[0],
             funding,
             message_id=message_id,
             rule_id=values.get("rule_id"),
-            channel=Channel(values["channel"]),
+            channel=channel,
             quote=quote,
             now=now,
             actor=actor,
             entries=entries.entries if entries is not None else None,
         )
-    return message_id, funding.hold if funding is not None else None
+    return message_id, funding.hold
 
 
 def reserve(

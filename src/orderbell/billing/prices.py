@@ -55,6 +55,12 @@ def fmt(value: object) -> str:
     return str(money(value))
 
 
+@lru_cache(maxsize=4096)
+def fmt_cost(cost: Decimal) -> str:
+    """`fmt` of a quote's cost, cached: planning shows one for every message it stores."""
+    return fmt(cost)
+
+
 def parse_credits(
     value: object, field: str, *, maximum: Decimal, allow_zero: bool, example: str = "0.07"
 ) -> Decimal:
@@ -162,8 +168,10 @@ def quote(
     return priced(unit_price(conn, shop_id, plan_id, channel, country), channel, country, segments)
 
 
+@lru_cache(maxsize=4096)
 def priced(price: Decimal, channel: Channel, country: str | None, segments: int | None) -> Quote:
-    """The quote for a message at a known unit price: price × segments (SMS) or × 1."""
+    """The quote for a message at a known unit price: price × segments (SMS) or × 1.
+    (Cached: a quote is immutable, and a shop's messages mostly share a handful.)"""
     units = max(1, segments or 1) if channel is Channel.SMS else 1
     return Quote(cost=price * units, unit_price=price, units=units, country=country)
 

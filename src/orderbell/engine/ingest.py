@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
-from orderbell.billing.prices import Quote, destination_country, fmt, priced
+from orderbell.billing.prices import Quote, destination_country, fmt_cost, priced
 from orderbell.clock import Clock
 from orderbell.domain.model import (
     Channel,
@@ -586,7 +586,7 @@ class Ingestor:
             "reason": reason,
             "due_at": p.due_at.isoformat(),
             "expires_at": p.expires_at.isoformat() if p.expires_at else None,
-            "cost": fmt(price.cost) if price is not None else None,
+            "cost": fmt_cost(price.cost) if price is not None else None,
         }
 
     def _sms(self, shop: Shop, p: PlannedMessage, template: TemplateInfo | None) -> SmsText | None:
