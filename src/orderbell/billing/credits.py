@@ -768,24 +768,33 @@ def _settle_one(
 
 
 def _settle(
-    conn: Connection, rows: Sequence[Any], now: datetime, actor: str, handed: Collection[int]
-) -> None:
-    """Settle reserved messages together: debit those in `handed`, release the others."""
+    conn: Connection,
+    rows: Sequence[Any],
+    now: datetime,
+    actor: str,
+    handed: Collection[int],
+    *,
+    mark: bool = True,
+) -> dict[int, str]:
+    """Settle reserved messages together: debit those in `handed`, release the others.
+    Returns each one's new billing state, which `mark` sets on the message now (else the
+    caller sets it)."""
     rows = [r for r in rows if r.billing == "reserved"]
     if not rows:
-        return
+        return {}
     units = _reserved_units(conn, [r.id for r in rows if r.funding == "allowance"])
     entries = _Entries()
     for row in rows:
         _settle_one(entries, row, now, actor, row.id in handed, units.get(row.id, 0))
     entries.write(conn, now)
-    db = Driver(conn)
-    for state, ids in (
-        ("debited", [r.id for r in rows if r.id in handed]),
-        ("released", [r.id for r in rows if r.id not in handed]),
-    ):
-        if ids:
-            db.execute(_BILLING_STATE.format(ids=marks(len(ids))), (state, *ids))
+    states = {r.id: "debited" if r.id in handed else "released" for r in rows}
+    if mark:
+        db = Driver(conn)
+        for state in ("debited", "released"):
+            ids = [m for m, s in states.items() if s == state]
+            if ids:
+                db.execute(_BILLING_STATE.format(ids=marks(len(ids))), (state, *ids))
+    return states
 
 
 def settle(
@@ -793,10 +802,12 @@ def settle(
     worker: str,
     outcomes: Sequence[claims.Outcome],
     now: datetime,
-) -> None:
+) -> dict[int, str]:
     """Bill a batch's outcomes: debit what was handed to a provider (sent, or possibly sent
     when the outcome was ambiguous), release what will never be sent. Only messages still
-    leased to this worker are billed, like claims.finish updates only those."""
+    leased to this worker are billed, like claims.finish updates only those. Returns the
+    billing state of each message billed, for `claims.finish` to set in the same
+    transaction with the rest of its row (which it must: until then they read reserved)."""
     handed: set[int] = set()
     released: set[int] = set()
     for o in outcomes:
@@ -812,7 +823,7 @@ def settle(
             released.add(o.message_id)
     ids = handed | released
     if not ids:
-        return
+        return {}
     db = Driver(conn)
     rows = [
         _Billed(mid, shop, rule, channel, recipient, money_out(cost), funding, bucket, billing)
@@ -820,9 +831,10 @@ def settle(
             _BILLED.format(ids=marks(len(ids))), (*ids, worker)
         )
     ]
-    _settle(conn, rows, now, f"worker:{worker}", handed)
+    states = _settle(conn, rows, now, f"worker:{worker}", handed, mark=False)
     for shop_id in sorted({row.shop_id for row in rows}):
         _check_low_balance(conn, shop_id, now)
+    return states
 
 
 def release_message(conn: Connection, message_id: int, now: datetime, actor: str) -> None:

@@ -196,9 +196,12 @@ class Dispatcher:
                 )
         with self._engine.begin() as conn:
             finished_at = self._clock.now()
-            if self._billing:
+            billed = (
                 credits.settle(conn, self.worker_id, outcomes, finished_at)
-            claims.finish(conn, self.worker_id, finished_at, outcomes)
+                if self._billing
+                else None
+            )
+            claims.finish(conn, self.worker_id, finished_at, outcomes, billed)
             # receipts that arrived before the send response are applied now
             callbacks.reconcile_sent(conn, outcomes, finished_at)
             claims.release(conn, self.worker_id, finished_at, released)

@@ -9,7 +9,7 @@ is spelled as a literal so the planner sees that the query implies the index's c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -213,15 +213,23 @@ _FINISH = """UPDATE messages SET status = ?, reason = ?,
  ambiguous = (ambiguous OR ?), provider_message_id = COALESCE(?, provider_message_id),
  subject = COALESCE(?, subject), body = COALESCE(?, body), segments = COALESCE(?, segments),
  sent_at = COALESCE(?, sent_at), due_at = COALESCE(?, due_at),
- lease_owner = NULL, lease_until = NULL, updated_at = ?
+ billing = COALESCE(?, billing), lease_owner = NULL, lease_until = NULL, updated_at = ?
 WHERE id = ? AND lease_owner = ?"""
 _FINISH_ATTEMPT = """UPDATE attempts SET finished_at = ?, outcome = ?, provider = ?,
  error_code = ?, error_message = ?
 WHERE message_id = ? AND worker = ? AND finished_at IS NULL"""
 
 
-def finish(conn: Connection, worker: str, now: datetime, outcomes: Sequence[Outcome]) -> None:
-    """Record the outcomes of a batch: message state, attempt, audit trail — in bulk.
+def finish(
+    conn: Connection,
+    worker: str,
+    now: datetime,
+    outcomes: Sequence[Outcome],
+    billing: Mapping[int, str] | None = None,
+) -> None:
+    """Record the outcomes of a batch: message state, attempt, audit trail — in bulk;
+    `billing` gives the new billing state of the messages the batch settled
+    (`credits.settle`), set with the rest of the row.
 
     Only messages still leased to this worker are touched, so a worker whose lease was
     taken over cannot overwrite the newer attempt.
@@ -231,12 +239,14 @@ def finish(conn: Connection, worker: str, now: datetime, outcomes: Sequence[Outc
     db = Driver(conn)
     at = db.time(now)
     sent = MessageStatus.SENT.value
+    billed = billing or {}
     db.executemany(
         _FINISH,
         [
             (o.status, clip(o.reason, REASON_SIZE), o.provider, o.provider_id, o.ambiguous,
              o.provider_message_id, o.subject, o.body, o.segments,
-             at if o.status == sent else None, db.time(o.due_at), at, o.message_id, worker)
+             at if o.status == sent else None, db.time(o.due_at), billed.get(o.message_id),
+             at, o.message_id, worker)
             for o in outcomes
         ],
     )  # fmt: skip
