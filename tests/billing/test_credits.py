@@ -549,3 +549,46 @@ def test_stored_figures_do_not_drift_with_many_moves(
 @pytest.mark.parametrize("value", [-1e-17, "-0.00001", "-0", 0.0])
 def test_credits_never_read_as_negative_zero(value: object) -> None:
     assert fmt(value) == "0.0000"
+
+
+def test_entries_past_one_insert_statement_all_land_in_order(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """The ledger takes entries in multi-row INSERTs of a bounded size: 70 reservations in
+    one planner batch, then 140 releases and debits in one settled batch, cross that size
+    twice. Every entry lands once, in the order queued, and the figures add up."""
+    shop = billed_shop(client, "100")
+    clock.set(datetime.fromisoformat(AT))
+    count = 70
+    assert count > credits._ENTRIES_PER_INSERT and 2 * count > 2 * credits._ENTRIES_PER_INSERT
+    for i in range(count):
+        r = client.post("/v1/events", json=order_event(f"L-{i}"),
+                        headers={**shop["auth"], "Prefer": "respond-async"})  # fmt: skip
+        assert r.status_code == 202, r.text
+    assert services.ingestor.plan_waiting(100) == count
+    ids = [m["id"] for m in messages(client, shop)]
+    assert len(ids) == count
+
+    def entries() -> list[tuple[str, int, Decimal]]:
+        with services.engine.connect() as conn:
+            rows = conn.execute(
+                select(ledger.c.kind, ledger.c.message_id, ledger.c.credits)
+                .where(ledger.c.message_id.is_not(None))
+                .order_by(ledger.c.id)
+            ).all()
+        return [(kind, int(mid), credits.money(amount)) for kind, mid, amount in rows]
+
+    cost = Decimal("0.0500")
+    assert entries() == [("reservation", m, -cost) for m in sorted(ids)]
+    assert drain(services) == count  # one batch: the worker takes 100 at a time
+    settled = entries()[count:]
+    assert len(settled) == 2 * count
+    assert sorted(settled) == sorted(
+        [("release", m, cost) for m in ids] + [("debit", m, -cost) for m in ids]
+    )
+    assert {(kind, m) for kind, m, _ in settled} == {
+        (kind, m) for m in ids for kind in ("release", "debit")
+    }
+    now = summary(client, shop)
+    assert (now["available"], now["reserved"]) == (fmt(Decimal(100) - count * cost), "0.0000")
+    assert_ledger_adds_up(services)

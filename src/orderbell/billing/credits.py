@@ -34,7 +34,7 @@ from orderbell.domain.model import Channel, MessageStatus
 from orderbell.errors import InvalidInput, NotFound
 from orderbell.store import claims
 from orderbell.store import messages as message_store
-from orderbell.store.driver import Driver, json_out, marks, money_out
+from orderbell.store.driver import Driver, json_out, marks
 from orderbell.store.schema import (
     Money,
     allowance_buckets,
@@ -311,12 +311,15 @@ class _Entries:
         keeps workers settling batches of the same shops from deadlocking; the ingest side
         keeps it too, by taking its accounts' locks up front: `Reservations.lock`.)"""
         db = Driver(conn)
-        time, money_in = db.time, db.money
+        money_in, times = db.money, {now: db.time(now)}  # entries mostly share `now`
         for start in range(0, len(self.rows), _ENTRIES_PER_INSERT):
             chunk = self.rows[start : start + _ENTRIES_PER_INSERT]
             values: list[Any] = []
             for r in chunk:
-                values += (r.shop_id, time(r.at), r.kind, money_in(r.credits), *r[4:])
+                at = times.get(r.at)
+                if at is None:
+                    at = times[r.at] = db.time(r.at)
+                values += (r.shop_id, at, r.kind, money_in(r.credits), *r[4:])
             db.execute(_insert_entries(len(chunk)), values)
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
@@ -609,19 +612,17 @@ def insert_funded(
     """Insert a planned message, deciding first how it is paid for (when `quote` is given):
     cost, segments and funding go in with the row, a hold turns it `held`, and the
     reservation is recorded. `account_cache` holds the shop's account, read and locked once
-    per event. Returns the message id and the hold reason (None when funded or not billed)."""
+    per event. `values` (the caller's own dict, made for this call) gets the billing columns.
+    Returns the message id and the hold reason (None when funded or not billed)."""
     if quote is None:
         return message_store.insert(conn, values), None
     if not account_cache:
         account_cache.append(account(conn, int(values["shop_id"]), lock=True))
     channel = _CHANNELS[values["channel"]]
     funding = decide(conn, account_cache[0], channel, quote, now, allowances=allowances)
-    values = {
-        **values,
-        "cost": quote.cost,
-        "segments": quote.units if channel is Channel.SMS else None,
-        **(_CREDIT_COLUMNS if funding is _CREDIT else funding.columns()),
-    }
+    values["cost"] = quote.cost
+    values["segments"] = quote.units if channel is Channel.SMS else None
+    values.update(_CREDIT_COLUMNS if funding is _CREDIT else funding.columns())
     if funding.hold is not None:
         values.update(status=MessageStatus.HELD.value, reason=funding.hold)
     message_id = message_store.insert(conn, values)
@@ -706,7 +707,7 @@ class _Billed(NamedTuple):
     rule_id: int | None
     channel: str
     recipient: str | None
-    cost: Decimal | None
+    cost: Decimal | float | None  #: as the driver reads it (a float on SQLite): see money()
     funding: str | None
     bucket_id: int | None
     billing: str | None
@@ -739,7 +740,7 @@ def _reserved_units(conn: Connection, message_ids: Sequence[int]) -> dict[int, i
 
 
 def _country_of(row: Any) -> str | None:
-    return destination_country(Channel(row.channel), row.recipient)
+    return destination_country(_CHANNELS[row.channel], row.recipient)
 
 
 def _settle_one(
@@ -761,9 +762,12 @@ def _settle_one(
             entries.add(row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
         return
     cost = money(row.cost or 0)
-    for kind, credits in (("release", cost), ("debit", -cost)) if debit else (("release", cost),):
+    entries.message_credit(
+        "release", row.shop_id, now, cost, row.channel, country, row.id, row.rule_id, actor
+    )
+    if debit:
         entries.message_credit(
-            kind, row.shop_id, now, credits, row.channel, country, row.id, row.rule_id, actor
+            "debit", row.shop_id, now, -cost, row.channel, country, row.id, row.rule_id, actor
         )
 
 
@@ -825,12 +829,7 @@ def settle(
     if not ids:
         return {}
     db = Driver(conn)
-    rows = [
-        _Billed(mid, shop, rule, channel, recipient, money_out(cost), funding, bucket, billing)
-        for mid, shop, rule, channel, recipient, cost, funding, bucket, billing in db.rows(
-            _BILLED.format(ids=marks(len(ids))), (*ids, worker)
-        )
-    ]
+    rows = [_Billed(*row) for row in db.rows(_BILLED.format(ids=marks(len(ids))), (*ids, worker))]
     states = _settle(conn, rows, now, f"worker:{worker}", handed, mark=False)
     for shop_id in sorted({row.shop_id for row in rows}):
         _check_low_balance(conn, shop_id, now)
