@@ -761,7 +761,7 @@ def _settle_one(
         if debit:
             entries.add(row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
         return
-    cost = money(row.cost or 0)
+    cost = _cost(row.cost)
     entries.message_credit(
         "release", row.shop_id, now, cost, row.channel, country, row.id, row.rule_id, actor
     )
@@ -769,6 +769,12 @@ def _settle_one(
         entries.message_credit(
             "debit", row.shop_id, now, -cost, row.channel, country, row.id, row.rule_id, actor
         )
+
+
+@lru_cache(maxsize=1024)
+def _cost(stored: Decimal | float | None) -> Decimal:
+    """A message's stored cost as exact credits (a batch's messages share a few costs)."""
+    return money(stored or 0)
 
 
 def _settle(
@@ -801,6 +807,20 @@ def _settle(
     return states
 
 
+_SENT = MessageStatus.SENT.value
+#: Outcomes whose reservation is released: the message will never be sent (held: over the
+#: segment cap at send time, reserved again when it is released).
+_RELEASED_WHEN = frozenset(
+    s.value
+    for s in (
+        MessageStatus.FAILED,
+        MessageStatus.EXPIRED,
+        MessageStatus.SUPPRESSED,
+        MessageStatus.HELD,
+    )
+)
+
+
 def settle(
     conn: Connection,
     worker: str,
@@ -815,15 +835,9 @@ def settle(
     handed: set[int] = set()
     released: set[int] = set()
     for o in outcomes:
-        ambiguous = bool(o.detail and o.detail.get("ambiguous"))
-        if o.status == MessageStatus.SENT.value or ambiguous:
+        if o.status == _SENT or (o.detail and o.detail.get("ambiguous")):
             handed.add(o.message_id)
-        elif o.status in (
-            MessageStatus.FAILED.value,
-            MessageStatus.EXPIRED.value,
-            MessageStatus.SUPPRESSED.value,
-            MessageStatus.HELD.value,  # over the segment cap: reserved again on its release
-        ):
+        elif o.status in _RELEASED_WHEN:
             released.add(o.message_id)
     ids = handed | released
     if not ids:
