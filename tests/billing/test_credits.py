@@ -22,6 +22,7 @@ from orderbell.billing import credits
 from orderbell.billing.prices import Quote, fmt
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
+from orderbell.store import claims
 from orderbell.store.schema import credit_accounts, ledger
 from orderbell.store.schema import messages as messages_table
 
@@ -591,4 +592,52 @@ def test_entries_past_one_insert_statement_all_land_in_order(
     }
     now = summary(client, shop)
     assert (now["available"], now["reserved"]) == (fmt(Decimal(100) - count * cost), "0.0000")
+    assert_ledger_adds_up(services)
+
+
+def test_a_settling_worker_holds_its_messages_until_finish_marks_them(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Settlement writes the ledger entries; `claims.finish` sets the billing state later in
+    the same transaction, where the lease is still the worker's. On PostgreSQL the settled
+    rows stay locked in between: another worker reclaiming a lapsed lease (its claim skips
+    locked rows) cannot take one there and leave it reserved, to be settled twice."""
+    if services.engine.dialect.name == "sqlite":
+        pytest.skip("row locks are PostgreSQL's: SQLite's writer holds the whole database")
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("S-1"))
+    (message,) = messages(client, shop)
+    now = clock.now()
+    with services.engine.begin() as conn:
+        conn.execute(
+            messages_table.update()
+            .where(messages_table.c.id == message["id"])
+            .values(status="sending", lease_owner="worker-a", lease_until=now)
+        )
+    sent = [claims.Outcome(message_id=message["id"], status="sent", reason="sent",
+                           attempt_outcome="sent")]  # fmt: skip
+    worker = services.engine.connect()
+    try:
+        with worker.begin():
+            billed = credits.settle(worker, "worker-a", sent, now)
+            assert billed == {message["id"]: "debited"}
+            # locked FOR UPDATE from the read on: KEY SHARE (what the ledger's foreign key
+            # takes when the entries go in, later) does not conflict with KEY SHARE, so
+            # this finds the row unless the read locked it
+            with services.engine.connect() as other:
+                taken = other.execute(
+                    text("SELECT id FROM messages WHERE id = :m FOR KEY SHARE SKIP LOCKED"),
+                    {"m": message["id"]},
+                ).all()
+                other.rollback()
+            assert taken == [], "the settled message was not locked when it was read"
+            claims.finish(worker, "worker-a", now, sent, billed)
+    finally:
+        worker.close()
+    with services.engine.connect() as conn:
+        billing = conn.execute(
+            select(messages_table.c.billing).where(messages_table.c.id == message["id"])
+        ).scalar_one()
+    assert billing == "debited"
     assert_ledger_adds_up(services)

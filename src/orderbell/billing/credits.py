@@ -715,8 +715,15 @@ class _Billed(NamedTuple):
 
 _BILLED = (
     f"SELECT {', '.join(c.name for c in _BILL_COLUMNS)} "  # noqa: S608 - schema names
-    "FROM messages WHERE id IN ({ids}) AND lease_owner = ? AND billing = 'reserved'"
+    "FROM messages WHERE id IN ({ids}) AND lease_owner = ? AND billing = 'reserved' "
+    "ORDER BY id"
 )
+#: On PostgreSQL the billed rows are locked as they are read: `claims.finish` sets their
+#: billing state later in the transaction, only where the lease is still this worker's, and
+#: another worker reclaiming a lapsed lease in between (its claim skips locked rows) would
+#: leave them reserved after this settlement, to be settled again. (The ledger's foreign
+#: key takes a weaker lock on them too, but only once the entries go in.)
+_LOCK_BILLED = " FOR UPDATE"
 if tuple(c.name for c in _BILL_COLUMNS) != _Billed._fields:  # pragma: no cover - kept in step
     raise RuntimeError("_Billed must list _BILL_COLUMNS in order")
 _BILLING_STATE = "UPDATE messages SET billing = ? WHERE id IN ({ids})"
@@ -843,7 +850,8 @@ def settle(
     if not ids:
         return {}
     db = Driver(conn)
-    rows = [_Billed(*row) for row in db.rows(_BILLED.format(ids=marks(len(ids))), (*ids, worker))]
+    sql = _BILLED.format(ids=marks(len(ids))) + ("" if db.sqlite else _LOCK_BILLED)
+    rows = [_Billed(*row) for row in db.rows(sql, (*ids, worker))]
     states = _settle(conn, rows, now, f"worker:{worker}", handed, mark=False)
     for shop_id in sorted({row.shop_id for row in rows}):
         _check_low_balance(conn, shop_id, now)
