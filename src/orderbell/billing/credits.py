@@ -274,34 +274,67 @@ class _Entries:
         if units and bucket_id is not None:
             self.buckets[bucket_id] = self.buckets.get(bucket_id, 0) + units
 
-    def message_credit(
+    def reserve_credit(
         self,
-        kind: str,
         shop_id: int,
         now: datetime,
-        credits: Decimal,
+        cost: Decimal,
         channel: str,
         country: str | None,
         message_id: int,
         rule_id: int | None,
         actor: str,
     ) -> None:
-        """`add` for the entries every billed message makes (reservation, release, debit
-        of prepaid credit), with positional arguments: it runs for each of them."""
+        """The reservation of a message's prepaid credit: `cost` moves from available to
+        reserved. (Positional, without `add`'s generality: it runs for every message.)"""
         self.rows.append(
-            _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
-                 actor[:100], None, None)
+            _Row(shop_id, now, "reservation", -cost, 0, channel, country, None, message_id,
+                 rule_id, actor[:100], None, None)
         )  # fmt: skip
-        if credits:
-            self._move(shop_id, kind, credits)
+        moves = self._moves(shop_id)
+        moves[0] -= cost
+        moves[1] += cost
+
+    def settle_credit(
+        self,
+        shop_id: int,
+        now: datetime,
+        cost: Decimal,
+        channel: str,
+        country: str | None,
+        message_id: int,
+        rule_id: int | None,
+        actor: str,
+        debit: bool,
+    ) -> None:
+        """A reserved message settled: its reservation released (+cost) and, when it was
+        handed to a provider, debited (−cost), so only the released ones add to available."""
+        actor = actor[:100]
+        self.rows.append(
+            _Row(shop_id, now, "release", cost, 0, channel, country, None, message_id,
+                 rule_id, actor, None, None)
+        )  # fmt: skip
+        moves = self._moves(shop_id)
+        moves[1] -= cost
+        if debit:
+            self.rows.append(
+                _Row(shop_id, now, "debit", -cost, 0, channel, country, None, message_id,
+                     rule_id, actor, None, None)
+            )  # fmt: skip
+        else:
+            moves[0] += cost
+
+    def _moves(self, shop_id: int) -> list[Decimal]:
+        moves = self.accounts.get(shop_id)
+        if moves is None:
+            moves = self.accounts[shop_id] = [_ZERO, _ZERO]
+        return moves
 
     def _move(self, shop_id: int, kind: str, credits: Decimal) -> None:
         """Move the shop's cached figures by one entry's credits: every entry moves
         `available`; a reservation or a release moves the same credit to or from
         `reserved`, so the balance (their sum) changes only with the others."""
-        moves = self.accounts.get(shop_id)
-        if moves is None:
-            moves = self.accounts[shop_id] = [_ZERO, _ZERO]
+        moves = self._moves(shop_id)
         moves[0] += credits
         if kind in ("reservation", "release"):
             moves[1] -= credits
@@ -529,10 +562,9 @@ def record(
         return acct
     deferred = entries is not None and acct.monthly_cap is None
     sink = entries if entries is not None and deferred else _Entries()
-    sink.message_credit(
-        "reservation", acct.shop_id, now, -quote.cost, channel.value, quote.country,
-        message_id, rule_id, actor,
-    )  # fmt: skip
+    sink.reserve_credit(
+        acct.shop_id, now, quote.cost, channel.value, quote.country, message_id, rule_id, actor
+    )
     if not deferred:
         sink.write(conn, now)
     acct = acct.moved(quote.cost)
@@ -630,9 +662,9 @@ def insert_funded(
     if funding is _CREDIT and entries is not None and acct.monthly_cap is None:
         # what `record` does for most messages, without its checks: queued, written with
         # the transaction's others (`Reservations.write`)
-        entries.entries.message_credit(
-            "reservation", acct.shop_id, now, -quote.cost, channel.value, quote.country,
-            message_id, values.get("rule_id"), actor,
+        entries.entries.reserve_credit(
+            acct.shop_id, now, quote.cost, channel.value, quote.country, message_id,
+            values.get("rule_id"), actor,
         )  # fmt: skip
         account_cache[0] = acct.moved(quote.cost)
     elif funding.hold is None:
@@ -769,13 +801,9 @@ def _settle_one(
             entries.add(row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
         return
     cost = _cost(row.cost)
-    entries.message_credit(
-        "release", row.shop_id, now, cost, row.channel, country, row.id, row.rule_id, actor
+    entries.settle_credit(
+        row.shop_id, now, cost, row.channel, country, row.id, row.rule_id, actor, debit
     )
-    if debit:
-        entries.message_credit(
-            "debit", row.shop_id, now, -cost, row.channel, country, row.id, row.rule_id, actor
-        )
 
 
 @lru_cache(maxsize=1024)
