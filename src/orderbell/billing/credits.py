@@ -274,8 +274,9 @@ class _Entries:
         if units and bucket_id is not None:
             self.buckets[bucket_id] = self.buckets.get(bucket_id, 0) + units
 
-    def reserve_credit(
+    def message_credit(
         self,
+        step: str,
         shop_id: int,
         now: datetime,
         cost: Decimal,
@@ -285,44 +286,29 @@ class _Entries:
         rule_id: int | None,
         actor: str,
     ) -> None:
-        """The reservation of a message's prepaid credit: `cost` moves from available to
-        reserved. (Positional, without `add`'s generality: it runs for every message.)"""
-        self.rows.append(
-            _Row(shop_id, now, "reservation", -cost, 0, channel, country, None, message_id,
-                 rule_id, actor[:100], None, None)
-        )  # fmt: skip
+        """A message's prepaid credit, one `step` of its life: "reserve" (a reservation:
+        `cost` moves from available to reserved); once settled, "debit" (handed to a
+        provider: the reservation released and the cost debited, so available is unchanged)
+        or "release" (never sent: the cost back to available). Positional, without `add`'s
+        generality: it runs for every message planned and every one settled."""
         moves = self._moves(shop_id)
-        moves[0] -= cost
-        moves[1] += cost
-
-    def settle_credit(
-        self,
-        shop_id: int,
-        now: datetime,
-        cost: Decimal,
-        channel: str,
-        country: str | None,
-        message_id: int,
-        rule_id: int | None,
-        actor: str,
-        debit: bool,
-    ) -> None:
-        """A reserved message settled: its reservation released (+cost) and, when it was
-        handed to a provider, debited (−cost), so only the released ones add to available."""
-        actor = actor[:100]
-        self.rows.append(
-            _Row(shop_id, now, "release", cost, 0, channel, country, None, message_id,
-                 rule_id, actor, None, None)
-        )  # fmt: skip
-        moves = self._moves(shop_id)
-        moves[1] -= cost
-        if debit:
-            self.rows.append(
-                _Row(shop_id, now, "debit", -cost, 0, channel, country, None, message_id,
-                     rule_id, actor, None, None)
-            )  # fmt: skip
+        if step == "reserve":
+            kinds: tuple[tuple[str, Decimal], ...] = (("reservation", -cost),)
+            moves[0] -= cost
+            moves[1] += cost
         else:
-            moves[0] += cost
+            kinds = (
+                (("release", cost), ("debit", -cost)) if step == "debit" else (("release", cost),)
+            )
+            moves[1] -= cost
+            if step == "release":
+                moves[0] += cost
+        actor = actor[:100]
+        self.rows += [
+            _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
+                 actor, None, None)
+            for kind, credits in kinds
+        ]  # fmt: skip
 
     def _moves(self, shop_id: int) -> list[Decimal]:
         moves = self.accounts.get(shop_id)
@@ -562,8 +548,16 @@ def record(
         return acct
     deferred = entries is not None and acct.monthly_cap is None
     sink = entries if entries is not None and deferred else _Entries()
-    sink.reserve_credit(
-        acct.shop_id, now, quote.cost, channel.value, quote.country, message_id, rule_id, actor
+    sink.message_credit(
+        "reserve",
+        acct.shop_id,
+        now,
+        quote.cost,
+        channel.value,
+        quote.country,
+        message_id,
+        rule_id,
+        actor,
     )
     if not deferred:
         sink.write(conn, now)
@@ -662,8 +656,8 @@ def insert_funded(
     if funding is _CREDIT and entries is not None and acct.monthly_cap is None:
         # what `record` does for most messages, without its checks: queued, written with
         # the transaction's others (`Reservations.write`)
-        entries.entries.reserve_credit(
-            acct.shop_id, now, quote.cost, channel.value, quote.country, message_id,
+        entries.entries.message_credit(
+            "reserve", acct.shop_id, now, quote.cost, channel.value, quote.country, message_id,
             values.get("rule_id"), actor,
         )  # fmt: skip
         account_cache[0] = acct.moved(quote.cost)
@@ -801,9 +795,10 @@ def _settle_one(
             entries.add(row.shop_id, now, "debit", units=-units, bucket_id=row.bucket_id, **common)
         return
     cost = _cost(row.cost)
-    entries.settle_credit(
-        row.shop_id, now, cost, row.channel, country, row.id, row.rule_id, actor, debit
-    )
+    entries.message_credit(
+        "debit" if debit else "release",
+        row.shop_id, now, cost, row.channel, country, row.id, row.rule_id, actor,
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=1024)
