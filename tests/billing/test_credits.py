@@ -595,15 +595,17 @@ def test_entries_past_one_insert_statement_all_land_in_order(
     assert_ledger_adds_up(services)
 
 
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_settling_worker_holds_its_messages_until_finish_marks_them(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:
     """Settlement writes the ledger entries; `claims.finish` sets the billing state later in
     the same transaction, where the lease is still the worker's. On PostgreSQL the settled
     rows stay locked in between: another worker reclaiming a lapsed lease (its claim skips
-    locked rows) cannot take one there and leave it reserved, to be settled twice."""
-    if services.engine.dialect.name == "sqlite":
-        pytest.skip("row locks are PostgreSQL's: SQLite's writer holds the whole database")
+    locked rows) cannot take one there and leave it reserved, to be settled twice. (SQLite
+    needs no row locks: its writer holds the whole database.)"""
     shop = billed_shop(client, "1")
     clock.set(datetime.fromisoformat(AT))
     post(client, shop, order_event("S-1"))
