@@ -24,6 +24,7 @@ from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
 from orderbell.compose import Services
 from orderbell.engine.demo import ensure_demo_shop
+from orderbell.store.db import WAL_AUTOCHECKPOINT_PAGES
 from orderbell.store.schema import messages
 
 BATCH = 100
@@ -86,9 +87,9 @@ def drain(svc: Services) -> int:
 
 
 def raw_claim_loop(database: Path, batch: int = BATCH) -> int:
-    """The floor: stdlib sqlite3 on the same file and table. One transaction claims 100 due
-    rows (UPDATE ... RETURNING), a second marks them sent. No re-check, rendering, sending,
-    attempts or audit trail."""
+    """The floor: stdlib sqlite3 on the same file and table, with our WAL PRAGMAs. One
+    transaction claims 100 due rows (UPDATE ... RETURNING), a second marks them sent. No
+    re-check, rendering, sending, attempts or audit trail."""
     now = CLAIM_AT.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     lease = (CLAIM_AT + timedelta(seconds=60)).replace(tzinfo=None)
     lease_until = lease.isoformat(sep=" ", timespec="microseconds")
@@ -96,6 +97,7 @@ def raw_claim_loop(database: Path, batch: int = BATCH) -> int:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")  # as ours
         done = 0
         for _ in range(1_000_000 // batch + 1):  # bounded: never more batches than rows
             conn.execute("BEGIN IMMEDIATE")

@@ -14,11 +14,20 @@ from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: WAL frames (pages) a commit lets pile up before it checkpoints them into the database
+#: file. SQLite's default is 1,000 (~4 MB): a worker marking batches of 100 sent rewrites the
+#: same pages batch after batch, and checkpointed every ~1,000 frames it wrote each of them
+#: back, with an fsync, many times over. At 10,000 (~40 MB of WAL at most) a page rewritten
+#: within that span is written back once: the SQLite pipeline sends 4-7 % more messages a
+#: second (docs/deployment.md).
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
