@@ -6,6 +6,7 @@ A shop's own prices win over its plan's; a plan's over the default list shipped 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -100,11 +101,38 @@ def parse_country(value: object, field: str) -> str:
     return validate_country(value, field=field)
 
 
-@lru_cache(maxsize=8192)  # pure; phonenumbers parsing costs ~60 us a call
+#: An E.164 number as orderbell stores recipients: "+", then 7 to 15 digits, the first of
+#: them (the country calling code's) not 0.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+#: Country calling code → the regions that share it (one for all but a dozen codes).
+_REGIONS: dict[int, tuple[str, ...]] = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+
+
 def destination_country(channel: Channel, recipient: str | None) -> str | None:
-    """The country an SMS goes to (from its E.164 number); None for e-mail or no number."""
+    """The country an SMS goes to (from its E.164 number); None for e-mail or no number.
+
+    Priced for every SMS planned and again when it is settled, mostly for numbers never
+    seen before: a calling code that belongs to one region (+90 → TR, +48 → PL: all but a
+    dozen) answers from phonenumbers' own table, as `region_code_for_number` does, without
+    parsing (~11 us a number); a shared one (+1: US, CA and the Caribbean; +44, +7 …)
+    needs the number's digits checked against each region's, so is parsed (cached)."""
     if channel is not Channel.SMS or not recipient:
         return None
+    if _E164.fullmatch(recipient):
+        # calling codes are prefix-free: the first prefix in the table is the code, the
+        # way phonenumbers extracts it
+        for size in (1, 2, 3):
+            regions = _REGIONS.get(int(recipient[1 : size + 1]))
+            if regions is not None:
+                if len(regions) == 1:
+                    return regions[0]
+                break
+    return _parsed_country(recipient)
+
+
+@lru_cache(maxsize=8192)  # pure; phonenumbers parsing costs ~11-13 us a call here
+def _parsed_country(recipient: str) -> str | None:
+    """`destination_country` by phonenumbers' parser (None when it cannot parse)."""
     try:
         number = phonenumbers.parse(recipient, None)
     except phonenumbers.NumberParseException:
