@@ -128,7 +128,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def bodies(prefix: str, count: int) -> list[bytes]:
-    """`count` distinct order.created events (new order each, 1,000 returning customers)."""
+    """`count` distinct order.created events (new order each, 1,000 returning customers,
+    each with a number and an address of their own: both are checked when an event is
+    accepted, and a shared one would be parsed once and cached)."""
     at = datetime.now(UTC).isoformat()
     return [
         json.dumps(
@@ -139,7 +141,7 @@ def bodies(prefix: str, count: int) -> list[bytes]:
                 "order": {"code": f"{prefix}-{i}", "total": "249.90", "currency": "TRY",
                           "payment_method": "card"},
                 "customer": {"id": f"c{i % 1000}", "name": "Ayşe Yılmaz",
-                             "phone": "+905321234567", "email": "ayse@example.com"},
+                             "phone": f"+90532{i % 1000:07d}", "email": f"c{i % 1000}@example.com"},
             }
         ).encode()
         for i in range(count)
