@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -138,6 +139,42 @@ def test_any_accepted_polish_number_is_e164(digits: str) -> None:
     assert phone.e164.startswith("+")
     assert phone.e164[1:].isdigit() and phone.e164.isascii()
     assert parse_phone(phone.e164, None) == phone  # normalised form parses to itself
+
+
+_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+@given(code=st.sampled_from(_CODES), rest=st.text(alphabet="0123456789", max_size=14))
+def test_a_number_is_accepted_exactly_when_phonenumbers_calls_it_valid(
+    code: int, rest: str
+) -> None:
+    raw = f"+{code}{rest}"
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    valid = (
+        number is not None
+        and phonenumbers.is_possible_number(number)
+        and phonenumbers.is_valid_number(number)
+    )
+    try:
+        phone = parse_phone(raw, None)
+    except InvalidInput:
+        assert not valid, raw
+        return
+    assert valid, raw
+    assert number is not None
+    assert phone.region == phonenumbers.region_code_for_number(number)
+
+
+@pytest.mark.parametrize(
+    "raw", ["+12015550123", "+15062345678", "+447797123456", "+77012345678", "+80012345678"]
+)
+def test_valid_numbers_on_shared_and_non_geographic_codes(raw: str) -> None:
+    number = phonenumbers.parse(raw, None)
+    assert phonenumbers.is_valid_number(number)
+    assert parse_phone(raw, None).region == phonenumbers.region_code_for_number(number)
 
 
 # --- sms_block_reason ------------------------------------------------------------------------------

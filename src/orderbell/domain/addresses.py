@@ -88,9 +88,12 @@ def _parse_phone(raw: str, default_region: str | None, field: str) -> Phone:
         raise InvalidInput(
             f"has the wrong number of digits for {region or 'its country'}", field=field
         )
-    if not phonenumbers.is_valid_number(number):
+    # valid = a type in its region's metadata: what is_valid_number checks, by the same
+    # pattern matching number_type does (the two together matched them twice, ~5 us)
+    number_type = phonenumbers.number_type(number)
+    if region is None or number_type == PhoneNumberType.UNKNOWN:
         raise InvalidInput(f"is not a valid number in {region or 'any country'}", field=field)
-    kind = _KIND.get(phonenumbers.number_type(number), "unknown")
+    kind = _KIND.get(number_type, "unknown")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(e164=e164, region=region, kind=kind)
 
