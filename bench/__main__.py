@@ -43,6 +43,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
             "pricing": lambda: [
                 pricing_figure(count=50, runs=1, path="request"),
                 pricing_figure(count=50, runs=1, path="worker"),
+                pricing_figure(count=50, runs=1, path="concurrent"),
             ],
             "planning": lambda: [planning_figure(count=200, runs=1)],
             "smtp": lambda: [smtp_figure(count=300, runs=1)],
@@ -63,6 +64,7 @@ def suites(quick: bool) -> dict[str, Callable[[], list[Figure]]]:
         "pricing": lambda: [
             pricing_figure(count=2_000, runs=3, path="request"),
             pricing_figure(count=2_000, runs=3, path="worker"),
+            pricing_figure(count=2_000, runs=3, path="concurrent"),
         ],
         "planning": lambda: [planning_figure(count=2_000, runs=3)],
         "smtp": lambda: [smtp_figure(count=2_000, runs=3)],

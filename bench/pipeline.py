@@ -11,7 +11,7 @@ import multiprocessing
 import sqlite3
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from orderbell.store.db import WAL_AUTOCHECKPOINT_PAGES
 from orderbell.store.schema import messages
 
 BATCH = 100
+#: Requests at once on the concurrent path of the pricing figure (as the ingest figures').
+IN_FLIGHT = 32
 #: Due messages are claimed one second after they were planned.
 CLAIM_AT = NOW + timedelta(seconds=1)
 
@@ -220,15 +222,24 @@ def _alternating(count: int, path: str) -> dict[bool, float]:
         def turns(i: int) -> tuple[bool, bool]:
             return (False, True) if i % 2 == 0 else (True, False)
 
-        for i, start in enumerate(range(0, count, BATCH)):
-            for billing in turns(i):
-                svc, began = pipelines[billing], time.perf_counter()
-                if path == "worker":
-                    svc.ingestor.plan_waiting(BATCH)
-                else:
-                    for e in events[start : start + BATCH]:
-                        svc.ingestor.ingest(shops[billing], e)
-                spent[billing] += time.perf_counter() - began
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT) as requests:
+            for i, start in enumerate(range(0, count, BATCH)):
+                for billing in turns(i):
+                    svc, shop, chunk = (
+                        pipelines[billing],
+                        shops[billing],
+                        events[start : start + BATCH],
+                    )
+                    began = time.perf_counter()
+                    if path == "worker":
+                        svc.ingestor.plan_waiting(BATCH)
+                    elif path == "concurrent":  # as requests do: the ingestor groups them
+                        for _ in requests.map(lambda e: svc.ingestor.ingest(shop, e), chunk):
+                            pass
+                    else:
+                        for e in chunk:
+                            svc.ingestor.ingest(shop, e)
+                    spent[billing] += time.perf_counter() - began
         dispatchers = {}
         for billing, svc in pipelines.items():
             svc.clock.advance(CLAIM_AT - svc.clock.now())  # type: ignore[attr-defined]
@@ -278,6 +289,9 @@ PATHS = {
     "synchronous requests arriving one at a time)",
     "worker": "events accepted first (untimed), then planned by the worker in batches of "
     "100 per transaction (`plan_waiting`, the path for volume)",
+    "concurrent": f"each event planned in a request of its own, {IN_FLIGHT} at once (`ingest` "
+    "from a pool of threads, as the API's synchronous requests under load: the ingestor "
+    "commits the events waiting together, in one transaction)",
 }
 
 
@@ -289,13 +303,15 @@ def pricing_figure(count: int = 2_000, runs: int = 3, path: str = "request") -> 
     on_runs = [m[True] for m in measured]
     off_runs = [m[False] for m in measured]
     on, off = median(on_runs), median(off_runs)
+    extra = path == "concurrent"  # the targets are the other two paths'
     return Figure(
-        name=f"pricing on vs off, plan+send, {path} path ({count:,} ev)",
+        name=f"{'extra: ' if extra else ''}pricing on vs off, plan+send, {path} path "
+        f"({count:,} ev)",
         unit="messages/s",
         ours=on,
         baseline=off,
-        target=">= 0.9x (pricing costs <= 10%)",
-        passed=on / off >= 0.9,
+        target="info" if extra else ">= 0.9x (pricing costs <= 10%)",
+        passed=extra or on / off >= 0.9,
         notes={
             "count": count,
             "path": PATHS[path],
