@@ -13,6 +13,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,7 @@ def _alternating(count: int, path: str) -> dict[bool, float]:
                     if path == "worker":
                         svc.ingestor.plan_waiting(BATCH)
                     elif path == "concurrent":  # as requests do: the ingestor groups them
-                        for _ in requests.map(lambda e: svc.ingestor.ingest(shop, e), chunk):
+                        for _ in requests.map(partial(svc.ingestor.ingest, shop), chunk):
                             pass
                     else:
                         for e in chunk:

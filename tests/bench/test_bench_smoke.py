@@ -24,6 +24,7 @@ def test_render_pipeline_and_pricing_benchmarks_measure_something() -> None:
         pipeline,
         pricing_figure(count=5, runs=1, path="request"),
         pricing_figure(count=5, runs=1, path="worker"),
+        pricing_figure(count=5, runs=1, path="concurrent"),
     ):
         measured(figure)
     assert pipeline.notes["ours_sent"] == pipeline.notes["raw_sent"] == 200
