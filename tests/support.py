@@ -132,7 +132,25 @@ def assert_ledger_adds_up(services: Services) -> None:
             assert credits.money(total) == credits.money(acct.available)
             assert credits.money(acct.available) >= 0
             assert credits.money(acct.reserved) >= 0
+        assert_month_spend_adds_up(conn)
         assert_buckets_add_up(conn)
+
+
+def assert_month_spend_adds_up(conn: Connection) -> None:
+    """The month an account keeps for its spending cap (`cap_from`..`cap_until`) holds what
+    the ledger's spending entries of that month sum to."""
+    for acct in conn.execute(select(credit_accounts)).all():
+        if acct.cap_from is None:
+            continue
+        total = conn.execute(
+            select(func.coalesce(func.sum(ledger.c.credits), 0)).where(
+                ledger.c.shop_id == acct.shop_id,
+                ledger.c.at >= acct.cap_from,
+                ledger.c.at < acct.cap_until,
+                ledger.c.kind.in_(("reservation", "release", "debit", "refund")),
+            )
+        ).scalar_one()
+        assert -credits.money(total) == credits.money(acct.cap_spent), acct
 
 
 def assert_buckets_add_up(conn: Connection) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from tests.conftest import make_shop
 from tests.support import assert_ledger_adds_up, drain, messages, rule, template
 
@@ -168,6 +168,8 @@ def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
     values["rule_id"] = None  # (event, rule) is unique: these copies stand for a manual send
     quote = Quote(cost=Decimal("0.05"), units=1, country="TR", unit_price=Decimal("0.05"))
     now = clock.now()
+    with services.engine.begin() as conn:  # the account keeps this month's spending
+        assert credits.month_spend(conn, shop_id, now, keep=True) == Decimal(first["cost"])
 
     def reserve_one(conn: Any, batch: credits.Reservations) -> int:
         message_id, hold = credits.insert_funded(
@@ -195,6 +197,7 @@ def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
         batch.write(conn, now)
     after = summary(client, shop)
     assert Decimal(after["reserved"]) == Decimal(first["cost"] or 0) + Decimal("0.10")
+    assert Decimal(after["month_spend"]) == Decimal(first["cost"]) + Decimal("0.10")
     assert_ledger_adds_up(services)
 
 
@@ -383,6 +386,137 @@ def test_spending_cap_holds_like_missing_credit(
     assert [m["status"] for m in messages(client, shop)] == ["scheduled"] * 3
     drain(services)
     assert [m["status"] for m in messages(client, shop)] == ["sent"] * 3
+    assert_ledger_adds_up(services)
+
+
+def _ledger_sums(services: Services) -> list[str]:
+    """The statements that sum ledger entries, as they run from now on (the list fills)."""
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "sum(ledger.credits)" in statement.lower():
+            seen.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", listen)
+    return seen
+
+
+def test_a_capped_shop_sums_the_month_once_then_keeps_it(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A spending cap is checked against the month the account keeps: the ledger is summed
+    for the first decision of a month, not for every message (that grew with the month)."""
+    shop = billed_shop(client, "10")
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.20"})
+    clock.set(datetime.fromisoformat(AT))
+    sums = _ledger_sums(services)
+    post(client, shop, order_event("K-1"))
+    assert len(sums) == 1  # the month's first decision: summed once, kept from then on
+    for i in range(2, 6):
+        post(client, shop, order_event(f"K-{i}"))
+    assert len(sums) == 1
+    listed = messages(client, shop)
+    assert [m["status"] for m in listed] == ["scheduled"] * 4 + ["held"]
+    assert listed[-1]["reason"].startswith("spending_cap")
+    assert summary(client, shop)["month_spend"] == "0.2000"
+    assert_ledger_adds_up(services)  # the kept sum is the ledger's too (assert_month_spend...)
+
+    # a failure before submission gives its reservation back: the month has spent less
+    with services.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE messages SET expires_at = :t WHERE status = 'scheduled' AND id = "
+                 "(SELECT min(id) FROM messages)"), {"t": clock.now()}
+        )  # fmt: skip
+    clock.advance(timedelta(seconds=1))
+    drain(services)
+    assert summary(client, shop)["month_spend"] == "0.1500"
+    assert_ledger_adds_up(services)
+    # so the next message fits under the cap again, still without summing the ledger
+    summed = len(sums)  # (the checks above sum it themselves)
+    post(client, shop, order_event("K-6"))
+    assert len(sums) == summed
+    assert messages(client, shop)[-1]["status"] == "scheduled"
+    assert summary(client, shop)["month_spend"] == "0.2000"
+    assert_ledger_adds_up(services)
+
+
+def test_a_refund_gives_back_to_the_kept_month(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "10")
+    client.patch("/v1/credits/settings", headers=shop["auth"],
+                 json={"monthly_cap": "0.05", "charge_failed_after_submission": False})  # fmt: skip
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("R-1"))
+    drain(services)
+    [sent] = messages(client, shop)
+    assert sent["status"] == "sent" and summary(client, shop)["month_spend"] == "0.0500"
+    post(client, shop, order_event("R-2"))
+    assert messages(client, shop)[-1]["status"] == "held"  # the cap is reached
+    with services.engine.begin() as conn:  # the carrier reports it undelivered: refunded
+        assert credits.refund_after_submission(conn, sent["id"], clock.now(), "test")
+    assert summary(client, shop)["month_spend"] == "0.0000"
+    assert_ledger_adds_up(services)
+    post(client, shop, order_event("R-3"))
+    assert messages(client, shop)[-1]["status"] == "scheduled"
+
+
+def test_a_new_month_and_a_clock_that_jumps_back_each_sum_their_own_month(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    shop = billed_shop(client, "10")
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.10"})
+    # the shop's month ends at midnight in Istanbul (21:00 UTC)
+    clock.set(datetime.fromisoformat("2026-11-30T23:59:00+03:00"))
+    for i in range(3):
+        post(client, shop, order_event(f"N-{i}", at=clock.now().isoformat()))
+    assert [m["status"] for m in messages(client, shop)] == ["scheduled", "scheduled", "held"]
+    clock.set(datetime.fromisoformat("2026-12-01T00:00:00+03:00"))
+    post(client, shop, order_event("D-1", at=clock.now().isoformat()))
+    assert messages(client, shop)[-1]["status"] == "scheduled"  # December has spent nothing
+    assert summary(client, shop)["month_spend"] == "0.0500"
+    assert_ledger_adds_up(services)
+    # the clock goes back into November: that month is summed again, and it is spent
+    clock.set(datetime.fromisoformat("2026-11-30T23:59:30+03:00"))
+    post(client, shop, order_event("N-9", at=clock.now().isoformat()))
+    assert messages(client, shop)[-1]["status"] == "held"
+    assert summary(client, shop)["month_spend"] == "0.1000"
+    assert_ledger_adds_up(services)
+
+
+def test_a_write_across_the_month_boundary_keeps_no_month(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Entries of one write on both sides of a kept month's end: the account stops keeping
+    the month (the next decision sums it from the ledger) rather than count either wrongly."""
+    shop = billed_shop(client, "10")
+    shop_id = int(shop["id"])
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "5"})
+    before = datetime.fromisoformat("2026-11-30T23:59:59+03:00")
+    after = datetime.fromisoformat("2026-12-01T00:00:01+03:00")
+    clock.set(before)
+    post(client, shop, order_event("B-1", at=before.isoformat()))
+    [message_id] = [m["id"] for m in messages(client, shop)]
+    with services.engine.begin() as conn:
+        kept = conn.execute(select(credit_accounts.c.cap_from, credit_accounts.c.cap_spent)).one()
+        assert kept.cap_spent is not None and credits.money(kept.cap_spent) == Decimal("0.05")
+        entries = credits._Entries()
+        for at in (before, after):
+            entries.message_credit("reserve", shop_id, at, Decimal("0.01"), "sms", "TR",
+                                   message_id, None, "test")  # fmt: skip
+        entries.write(conn, after)
+        assert conn.execute(select(credit_accounts.c.cap_from)).scalar_one() is None
+        # the next decision sums November again, and keeps it
+        assert credits.month_spend(conn, shop_id, before, keep=True) == Decimal("0.06")
+        assert conn.execute(select(credit_accounts.c.cap_from)).scalar_one() is not None
+    assert_ledger_adds_up(services)
+    # a write wholly outside the kept month leaves it as it is
+    with services.engine.begin() as conn:
+        entries = credits._Entries()
+        entries.message_credit("reserve", shop_id, after, Decimal("0.01"), "sms", "TR",
+                               message_id, None, "test")  # fmt: skip
+        entries.write(conn, after)
+        assert credits.month_spend(conn, shop_id, before) == Decimal("0.06")
     assert_ledger_adds_up(services)
 
 

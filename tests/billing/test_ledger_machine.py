@@ -20,14 +20,15 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from sqlalchemy import func, select
-from tests.support import assert_buckets_add_up
+from sqlalchemy import func, select, update
+from tests.support import assert_buckets_add_up, assert_month_spend_adds_up
 
 from orderbell.api.schemas import EventIn, RuleIn, ShopIn, ShopPatch, TemplateIn
 from orderbell.billing import credits
 from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
 from orderbell.clock import ManualClock
 from orderbell.compose import build
+from orderbell.domain.calendar import local
 from orderbell.domain.model import Channel
 from orderbell.settings import Settings
 from orderbell.store import rules as rule_store
@@ -152,6 +153,19 @@ class LedgerMachine(RuleBasedStateMachine):
             credits.topup(conn, self.shop_id, str(amount), reference=None, actor="m",
                           now=self.clock.now())  # fmt: skip
 
+    @rule(cap=st.sampled_from([None, "0.05", "0.20", "1"]))
+    def spending_cap(self, cap: str | None) -> None:
+        """The shop sets, changes or lifts its monthly spending cap (as the API does: held
+        messages the new cap allows go out)."""
+        with self.svc.engine.begin() as conn:
+            credits.account(conn, self.shop_id, lock=True)
+            conn.execute(
+                update(credit_accounts)
+                .where(credit_accounts.c.shop_id == self.shop_id)
+                .values(monthly_cap=None if cap is None else Decimal(cap))
+            )
+            credits.resume_held(conn, self.shop_id, self.clock.now(), actor="m")
+
     @rule()
     def renew(self) -> None:
         with self.svc.engine.begin() as conn:
@@ -175,6 +189,19 @@ class LedgerMachine(RuleBasedStateMachine):
             assert credits.money(total) == credits.money(acct.available) >= 0
             assert credits.money(acct.reserved) >= 0
             assert_buckets_add_up(conn)
+            assert_month_spend_adds_up(conn)
+            # what a cap is checked against: this month's spending, kept or summed
+            start, end = credits.month_bounds(
+                conn, self.shop_id, local(self.clock.now(), "Europe/Warsaw").date()
+            )
+            spent = conn.execute(
+                select(func.coalesce(func.sum(ledger.c.credits), 0)).where(
+                    ledger.c.at >= start, ledger.c.at < end,
+                    ledger.c.kind.in_(("reservation", "release", "debit", "refund")))
+            ).scalar_one()  # fmt: skip
+            assert credits.month_spend(conn, self.shop_id, self.clock.now()) == -credits.money(
+                spent
+            )
             debits = dict(
                 conn.execute(
                     select(ledger.c.message_id, func.count())

@@ -196,6 +196,21 @@ _MOVE_CREDITS = (
     "UPDATE credit_accounts SET available = round(available + ?, 4), "
     "reserved = round(reserved + ?, 4), updated_at = ? WHERE shop_id = ?"
 )
+#: The same, when the entries spend credit (`_SPENDING`) between two instants: what they
+#: spend is added to the month the account keeps (`month_spend`) when both fall inside it;
+#: a write spanning the month's start or end leaves no kept month (the next decision sums
+#: the ledger again). Every right-hand side reads the row as it was before the update.
+_MOVE_SPENDING = (
+    "UPDATE credit_accounts SET available = round(available + ?, 4), "
+    "reserved = round(reserved + ?, 4), "
+    "cap_spent = CASE WHEN cap_from <= ? AND ? < cap_until "
+    "THEN round(cap_spent + ?, 4) ELSE cap_spent END, "
+    "cap_from = CASE WHEN ? < cap_from OR ? >= cap_until "
+    "OR (cap_from <= ? AND ? < cap_until) THEN cap_from END, "
+    "updated_at = ? WHERE shop_id = ?"
+)
+#: Entries that count as spending (net: a release or a refund gives back), as a cap sees it.
+_SPENDING = frozenset(("reservation", "release", "debit", "refund"))
 _MOVE_UNITS = "UPDATE allowance_buckets SET remaining = remaining + ? WHERE id = ?"
 
 
@@ -246,6 +261,8 @@ class _Entries:
         self.rows: list[_Row] = []
         self.accounts: dict[int, list[Decimal]] = {}  #: shop → [available Δ, reserved Δ]
         self.buckets: dict[int, int] = {}  #: bucket → remaining Δ
+        #: shop → [credits spent (`_SPENDING`), earliest and latest entry's instant]
+        self.spent: dict[int, list[Any]] = {}
 
     def add(
         self,
@@ -271,6 +288,8 @@ class _Entries:
         )  # fmt: skip
         if credits:
             self._move(shop_id, kind, credits)
+            if kind in _SPENDING:
+                self._spend(shop_id, now, -credits)
         if units and bucket_id is not None:
             self.buckets[bucket_id] = self.buckets.get(bucket_id, 0) + units
 
@@ -296,13 +315,15 @@ class _Entries:
             kinds: tuple[tuple[str, Decimal], ...] = (("reservation", -cost),)
             moves[0] -= cost
             moves[1] += cost
+            self._spend(shop_id, now, cost)
         else:
             kinds = (
                 (("release", cost), ("debit", -cost)) if step == "debit" else (("release", cost),)
             )
             moves[1] -= cost
-            if step == "release":
+            if step == "release":  # (a debit's release and debit spend nothing between them)
                 moves[0] += cost
+                self._spend(shop_id, now, -cost)
         actor = actor[:100]
         self.rows += [
             _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
@@ -315,6 +336,17 @@ class _Entries:
         if moves is None:
             moves = self.accounts[shop_id] = [_ZERO, _ZERO]
         return moves
+
+    def _spend(self, shop_id: int, now: datetime, credits: Decimal) -> None:
+        spent = self.spent.get(shop_id)
+        if spent is None:
+            self.spent[shop_id] = [credits, now, now]
+            return
+        spent[0] += credits
+        if now < spent[1]:
+            spent[1] = now
+        elif now > spent[2]:
+            spent[2] = now
 
     def _move(self, shop_id: int, kind: str, credits: Decimal) -> None:
         """Move the shop's cached figures by one entry's credits: every entry moves
@@ -342,14 +374,22 @@ class _Entries:
             db.execute(_insert_entries(len(chunk)), values)
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
-            if available or reserved:
+            spent = self.spent.get(shop_id)
+            if spent is not None:
+                first, last = db.time(spent[1]), db.time(spent[2])
+                db.execute(
+                    _MOVE_SPENDING,
+                    (db.money(available), db.money(reserved), first, last, db.money(spent[0]),
+                     last, first, first, last, db.time(now), shop_id),
+                )  # fmt: skip
+            elif available or reserved:
                 db.execute(
                     _MOVE_CREDITS, (db.money(available), db.money(reserved), db.time(now), shop_id)
                 )
         for bucket_id in sorted(self.buckets):
             if self.buckets[bucket_id]:
                 db.execute(_MOVE_UNITS, (self.buckets[bucket_id], bucket_id))
-        self.rows, self.accounts, self.buckets = [], {}, {}
+        self.rows, self.accounts, self.buckets, self.spent = [], {}, {}, {}
 
 
 def _entry(conn: Connection, shop_id: int, now: datetime, kind: str, **fields: Any) -> None:
@@ -380,7 +420,10 @@ def _shop_tz(conn: Connection, shop_id: int) -> str:
 
 def month_bounds(conn: Connection, shop_id: int, month: date) -> tuple[datetime, datetime]:
     """The UTC instants a shop-local calendar month starts and ends."""
-    tz = _shop_tz(conn, shop_id)
+    return _bounds(_shop_tz(conn, shop_id), month)
+
+
+def _bounds(tz: str, month: date) -> tuple[datetime, datetime]:
     first = _month_start(month)
     return at_local(first, time(0), tz), at_local(_add_months(first, 1), time(0), tz)
 
@@ -406,18 +449,41 @@ def _period_start(conn: Connection, shop_id: int, month: date, billing_day: int)
 # ---------------------------------------------------------------------- reservations
 
 
-def month_spend(conn: Connection, shop_id: int, now: datetime) -> Decimal:
-    """Credits debited or reserved this shop-local month (what a spending cap limits)."""
-    start, end = month_bounds(conn, shop_id, local(now, _shop_tz(conn, shop_id)).date())
-    total = conn.execute(
-        select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
-            ledger.c.shop_id == shop_id,
-            ledger.c.at >= start,
-            ledger.c.at < end,
-            ledger.c.kind.in_(("reservation", "release", "debit", "refund")),
+def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = False) -> Decimal:
+    """Credits reserved or debited this shop-local month, less those released or refunded
+    (what a spending cap limits): the sum of the month's `_SPENDING` entries.
+
+    The account keeps that sum for one month, as the ledger is written (`_MOVE_SPENDING`),
+    so a capped shop's decisions cost the same on the month's last day as on its first.
+    For another month, or none kept, the ledger is summed; `keep` (a writer holding the
+    account's lock, so no entry of the month can commit between the sum and the update)
+    then keeps this month from now on."""
+    tz = _shop_tz(conn, shop_id)
+    start, end = _bounds(tz, local(now, tz).date())
+    kept = conn.execute(
+        select(
+            credit_accounts.c.cap_from, credit_accounts.c.cap_until, credit_accounts.c.cap_spent
+        ).where(credit_accounts.c.shop_id == shop_id)
+    ).first()
+    if kept is not None and (kept.cap_from, kept.cap_until) == (start, end):
+        return money(kept.cap_spent or 0)
+    total = -money(
+        conn.execute(
+            select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
+                ledger.c.shop_id == shop_id,
+                ledger.c.at >= start,
+                ledger.c.at < end,
+                ledger.c.kind.in_(_SPENDING),
+            )
+        ).scalar_one()
+    )
+    if keep and kept is not None:
+        conn.execute(
+            update(credit_accounts)
+            .where(credit_accounts.c.shop_id == shop_id)
+            .values(cap_from=start, cap_until=end, cap_spent=total)
         )
-    ).scalar_one()
-    return -money(total)
+    return total
 
 
 def _usable_bucket(
@@ -488,7 +554,7 @@ def decide(
     if bucket is not None:
         return Funding("allowance", int(bucket.id), None)
     if acct.monthly_cap is not None:
-        spent = month_spend(conn, acct.shop_id, now)
+        spent = month_spend(conn, acct.shop_id, now, keep=True)
         if spent + quote.cost > acct.monthly_cap:
             return Funding(
                 None,
@@ -605,11 +671,13 @@ class Reservations:
         accounts = {k: list(v) for k, v in self._accounts.items()}
         moves = {k: list(v) for k, v in self.entries.accounts.items()}
         buckets = dict(self.entries.buckets)
+        spent = {k: list(v) for k, v in self.entries.spent.items()}
         try:
             yield
         except BaseException:
             del self.entries.rows[rows:]
             self._accounts, self.entries.accounts, self.entries.buckets = accounts, moves, buckets
+            self.entries.spent = spent
             raise
 
     def write(self, conn: Connection, now: datetime) -> None:

@@ -350,6 +350,11 @@ credit_accounts = Table(
     Column("low_balance_below", JSON, nullable=False),  # thresholds already notified
     Column("notify_email", String(320)),
     Column("updated_at", UtcDateTime, nullable=False),
+    # credits reserved, released, debited or refunded in one shop-local month, [cap_from,
+    # cap_until): what a spending cap limits, kept as the ledger is written (migration 0009)
+    Column("cap_from", UtcDateTime),
+    Column("cap_until", UtcDateTime),
+    Column("cap_spent", Money),
 )
 
 packages = Table(
