@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -484,39 +485,121 @@ def test_a_new_month_and_a_clock_that_jumps_back_each_sum_their_own_month(
     assert_ledger_adds_up(services)
 
 
-def test_a_write_across_the_month_boundary_keeps_no_month(
-    client: TestClient, services: Services, clock: ManualClock
-) -> None:
-    """Entries of one write on both sides of a kept month's end: the account stops keeping
-    the month (the next decision sums it from the ledger) rather than count either wrongly."""
+_NOV = "2026-11-{}+03:00"  # the shop's November: Istanbul time
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "kept"),
+    [
+        pytest.param("15T12:00:00", "15T12:00:01", "0.0700", id="inside: added"),
+        pytest.param("30T23:59:59", "2026-12-01T00:00:01", None, id="across its end: dropped"),
+        pytest.param("2026-10-31T23:59:59", "01T00:00:01", None, id="across its start: dropped"),
+        pytest.param("2026-12-01T00:00:00", "2026-12-01T00:00:01", "0.0500", id="after: as is"),
+        pytest.param("2026-10-31T23:00:00", "2026-10-31T23:59:59", "0.0500", id="before: as is"),
+    ],
+)
+def test_a_write_adds_to_the_kept_month_only_what_falls_inside_it(
+    client: TestClient, services: Services, clock: ManualClock, first: str, last: str,
+    kept: str | None,
+) -> None:  # fmt: skip
+    """Entries of one write inside the kept month add to it; outside it, they leave it as
+    it is; on both sides of its start or end, the account stops keeping the month (the next
+    decision sums it from the ledger) rather than count either wrongly."""
     shop = billed_shop(client, "10")
     shop_id = int(shop["id"])
     client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "5"})
-    before = datetime.fromisoformat("2026-11-30T23:59:59+03:00")
-    after = datetime.fromisoformat("2026-12-01T00:00:01+03:00")
-    clock.set(before)
-    post(client, shop, order_event("B-1", at=before.isoformat()))
+    clock.set(datetime.fromisoformat(_NOV.format("20T10:00:00")))
+    post(client, shop, order_event("B-1", at=clock.now().isoformat()))  # keeps November
     [message_id] = [m["id"] for m in messages(client, shop)]
+    columns = (credit_accounts.c.cap_from, credit_accounts.c.cap_until, credit_accounts.c.cap_spent)
     with services.engine.begin() as conn:
-        kept = conn.execute(select(credit_accounts.c.cap_from, credit_accounts.c.cap_spent)).one()
-        assert kept.cap_spent is not None and credits.money(kept.cap_spent) == Decimal("0.05")
+        november = conn.execute(select(*columns)).one()
+        assert (november.cap_from, november.cap_until) == (
+            datetime.fromisoformat(_NOV.format("01T00:00:00")),
+            datetime.fromisoformat("2026-12-01T00:00:00+03:00"),
+        )
+        assert credits.money(november.cap_spent) == Decimal("0.05")
         entries = credits._Entries()
-        for at in (before, after):
-            entries.message_credit("reserve", shop_id, at, Decimal("0.01"), "sms", "TR",
+        for at in (first, last):
+            moment = datetime.fromisoformat(
+                at + "+03:00" if at.startswith("2026") else _NOV.format(at)
+            )
+            entries.message_credit("reserve", shop_id, moment, Decimal("0.01"), "sms", "TR",
                                    message_id, None, "test")  # fmt: skip
-        entries.write(conn, after)
-        assert conn.execute(select(credit_accounts.c.cap_from)).scalar_one() is None
-        # the next decision sums November again, and keeps it
-        assert credits.month_spend(conn, shop_id, before, keep=True) == Decimal("0.06")
+        entries.write(conn, clock.now())
+        after = conn.execute(select(*columns)).one()
+    if kept is None:
+        assert after.cap_from is None
+    else:
+        assert (after.cap_from, after.cap_until) == (november.cap_from, november.cap_until)
+        assert fmt(credits.money(after.cap_spent)) == kept
+    assert_ledger_adds_up(services)
+    # whatever the write did, November's spending is what its entries sum to, kept again
+    expected = Decimal("0.05") + sum(
+        (Decimal("0.01") for at in (first, last) if not at.startswith("2026")), Decimal(0)
+    )
+    with services.engine.begin() as conn:
+        assert credits.month_spend(conn, shop_id, clock.now(), keep=True) == expected
         assert conn.execute(select(credit_accounts.c.cap_from)).scalar_one() is not None
     assert_ledger_adds_up(services)
-    # a write wholly outside the kept month leaves it as it is
-    with services.engine.begin() as conn:
-        entries = credits._Entries()
-        entries.message_credit("reserve", shop_id, after, Decimal("0.01"), "sms", "TR",
-                               message_id, None, "test")  # fmt: skip
-        entries.write(conn, after)
-        assert credits.month_spend(conn, shop_id, before) == Decimal("0.06")
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)  # fmt: skip
+def test_a_month_kept_while_another_writer_waits_counts_its_entries_once(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """PostgreSQL, two connections: one sums the month and keeps it while holding the
+    account's lock; the other has inserted entries of that month (uncommitted, so not in
+    the sum) and waits on the lock to move the account. Its update, re-read against the
+    row the first committed, adds its entries to the kept month: counted once, not lost."""
+    shop = billed_shop(client, "10")
+    shop_id = int(shop["id"])
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("W-1"))
+    [message_id] = [m["id"] for m in messages(client, shop)]
+    now = clock.now()
+    holder = services.engine.connect()
+    holding = holder.begin()
+    credits.account(holder, shop_id, lock=True)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with services.engine.begin() as conn:
+                entries = credits._Entries()
+                entries.message_credit("reserve", shop_id, now, Decimal("0.01"), "sms", "TR",
+                                       message_id, None, "test")  # fmt: skip
+                entries.write(conn, now)  # inserts, then waits on the account row
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        waiting = False
+        for _ in range(100):  # bounded: up to 10 s for the writer to queue on the lock
+            with services.engine.connect() as probe:
+                waiting = bool(probe.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'UPDATE credit_accounts%'")).scalar_one())  # fmt: skip
+            if waiting or done.is_set():
+                break
+            time.sleep(0.1)
+        assert waiting, "the writer never waited on the account's lock"
+        assert credits.month_spend(holder, shop_id, now, keep=True) == Decimal("0.05")
+        holding.commit()
+    finally:
+        holder.close()
+        thread.join(timeout=30)
+    assert not errors, errors
+    with services.engine.connect() as conn:
+        assert credits.money(conn.execute(select(credit_accounts.c.cap_spent)).scalar_one()) == (
+            Decimal("0.06")
+        )
     assert_ledger_adds_up(services)
 
 

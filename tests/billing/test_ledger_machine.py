@@ -28,7 +28,6 @@ from orderbell.billing import credits
 from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
 from orderbell.clock import ManualClock
 from orderbell.compose import build
-from orderbell.domain.calendar import local
 from orderbell.domain.model import Channel
 from orderbell.settings import Settings
 from orderbell.store import rules as rule_store
@@ -190,18 +189,6 @@ class LedgerMachine(RuleBasedStateMachine):
             assert credits.money(acct.reserved) >= 0
             assert_buckets_add_up(conn)
             assert_month_spend_adds_up(conn)
-            # what a cap is checked against: this month's spending, kept or summed
-            start, end = credits.month_bounds(
-                conn, self.shop_id, local(self.clock.now(), "Europe/Warsaw").date()
-            )
-            spent = conn.execute(
-                select(func.coalesce(func.sum(ledger.c.credits), 0)).where(
-                    ledger.c.at >= start, ledger.c.at < end,
-                    ledger.c.kind.in_(("reservation", "release", "debit", "refund")))
-            ).scalar_one()  # fmt: skip
-            assert credits.month_spend(conn, self.shop_id, self.clock.now()) == -credits.money(
-                spent
-            )
             debits = dict(
                 conn.execute(
                     select(ledger.c.message_id, func.count())
