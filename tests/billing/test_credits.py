@@ -441,6 +441,27 @@ def test_a_capped_shop_sums_the_month_once_then_keeps_it(
     assert_ledger_adds_up(services)
 
 
+def test_a_capped_shop_s_events_planned_together_stay_under_the_cap(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A planner batch queues its reservations and writes them at its end: each decision
+    counts what the batch has reserved before it, so the cap holds within one transaction."""
+    shop = billed_shop(client, "10")
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.10"})
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("G-0"))  # 0.05 spent before the batch
+    for i in range(1, 4):
+        r = client.post("/v1/events", headers={**shop["auth"], "Prefer": "respond-async"},
+                        json=order_event(f"G-{i}"))  # fmt: skip
+        assert r.status_code == 202, r.text
+    assert services.ingestor.plan_waiting(100) == 3
+    listed = messages(client, shop)
+    assert [m["status"] for m in listed] == ["scheduled", "scheduled", "held", "held"]
+    assert all(m["reason"].startswith("spending_cap") for m in listed[2:])
+    assert summary(client, shop)["month_spend"] == "0.1000"
+    assert_ledger_adds_up(services)
+
+
 def test_a_refund_gives_back_to_the_kept_month(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:

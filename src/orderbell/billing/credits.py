@@ -545,16 +545,19 @@ def decide(
     now: datetime,
     *,
     allowances: bool = True,
+    queued: Decimal = _ZERO,
 ) -> Funding:
     """Allowance first (carried-over before this month's), then credit within the cap.
-    `allowances=False` says the shop has no packages, so no allowance is looked for."""
+    `allowances=False` says the shop has no packages, so no allowance is looked for;
+    `queued` is what this transaction has reserved so far without writing it yet (the
+    entries `Reservations.write` will write): spent this month too, as the cap sees it."""
     if acct.mode != PREPAID:
         return _UNMETERED
     bucket = _usable_bucket(conn, acct.shop_id, channel, quote.units, now) if allowances else None
     if bucket is not None:
         return Funding("allowance", int(bucket.id), None)
     if acct.monthly_cap is not None:
-        spent = month_spend(conn, acct.shop_id, now, keep=True)
+        spent = month_spend(conn, acct.shop_id, now, keep=True) + queued
         if spent + quote.cost > acct.monthly_cap:
             return Funding(
                 None,
@@ -587,14 +590,11 @@ def record(
     quote: Quote,
     now: datetime,
     actor: str,
-    entries: _Entries | None = None,
 ) -> Account:
-    """Write the reservation a decision made; returns the account as it now stands.
-
-    With `entries`, a reservation of prepaid credit by a shop without a spending cap is only
-    queued there (the caller writes them all with `Reservations.write`): nothing a later
-    decision of the same transaction reads depends on it. Allowance reservations and capped
-    shops are written at once, since the next decision reads them."""
+    """Write the reservation a decision made; returns the account as it now stands. (A
+    planned message's reservation of prepaid credit is queued by `insert_funded` instead,
+    and written with its transaction's others: `Reservations.write`. An allowance's is
+    written at once: the next decision reads the bucket.)"""
     if funding.hold is not None or funding.funding is None:
         return acct
     if funding.funding == "allowance":
@@ -612,9 +612,8 @@ def record(
             rule_id=rule_id,
         )
         return acct
-    deferred = entries is not None and acct.monthly_cap is None
-    sink = entries if entries is not None and deferred else _Entries()
-    sink.message_credit(
+    entries = _Entries()
+    entries.message_credit(
         "reserve",
         acct.shop_id,
         now,
@@ -625,10 +624,9 @@ def record(
         rule_id,
         actor,
     )
-    if not deferred:
-        sink.write(conn, now)
+    entries.write(conn, now)
     acct = acct.moved(quote.cost)
-    if acct.low_balance_thresholds and not deferred:
+    if acct.low_balance_thresholds:
         _check_low_balance(conn, acct.shop_id, now)
     return acct
 
@@ -712,16 +710,20 @@ def insert_funded(
         return message_store.insert(conn, values), None
     if not account_cache:
         account_cache.append(account(conn, int(values["shop_id"]), lock=True))
+    acct = account_cache[0]
     channel = _CHANNELS[values["channel"]]
-    funding = decide(conn, account_cache[0], channel, quote, now, allowances=allowances)
+    queued = _ZERO
+    if acct.monthly_cap is not None and entries is not None:
+        spent = entries.entries.spent.get(acct.shop_id)
+        queued = spent[0] if spent is not None else _ZERO
+    funding = decide(conn, acct, channel, quote, now, allowances=allowances, queued=queued)
     values["cost"] = quote.cost
     values["segments"] = quote.units if channel is Channel.SMS else None
     values.update(_CREDIT_COLUMNS if funding is _CREDIT else funding.columns())
     if funding.hold is not None:
         values.update(status=MessageStatus.HELD.value, reason=funding.hold)
     message_id = message_store.insert(conn, values)
-    acct = account_cache[0]
-    if funding is _CREDIT and entries is not None and acct.monthly_cap is None:
+    if funding is _CREDIT and entries is not None:
         # what `record` does for most messages, without its checks: queued, written with
         # the transaction's others (`Reservations.write`)
         entries.entries.message_credit(
@@ -740,7 +742,6 @@ def insert_funded(
             quote=quote,
             now=now,
             actor=actor,
-            entries=entries.entries if entries is not None else None,
         )
     return message_id, funding.hold
 
