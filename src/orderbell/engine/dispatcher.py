@@ -7,7 +7,7 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -171,6 +171,9 @@ class Dispatcher:
                 continue
             outgoing.append(decided)
             rendered[decided.id] = (decided.subject, decided.text, counted.get(decided.id))
+        # the shops whose own accounts may send (as claimed): the others' messages go to the
+        # default provider without looking their accounts up
+        routed_shops = {row.shop_id for row in rows if row.shop_accounts}
         emails = [m for m in outgoing if m.channel is Channel.EMAIL]
         if emails:
             with self._engine.connect() as conn:
@@ -182,7 +185,7 @@ class Dispatcher:
             if stopping is not None and stopping.is_set():
                 released.extend((m.id, _pending(previous[m.id])) for m in chunk)
                 continue
-            for routed in await self._dispatch_observed(chunk, due):
+            for routed in await self._dispatch_observed(chunk, due, routed_shops):
                 subject, text, segments = rendered[routed.result.message_id]
                 outcomes.append(
                     self._outcome(
@@ -211,12 +214,16 @@ class Dispatcher:
         log.info("batch_done", worker=self.worker_id, claimed=len(rows), **counts)
         return len(rows)
 
-    async def _dispatch(self, outgoing: list[OutgoingMessage]) -> list[Routed]:
+    async def _dispatch(
+        self, outgoing: list[OutgoingMessage], routed_shops: Collection[int]
+    ) -> list[Routed]:
         """Send through each shop's own accounts (with failover) or the default provider of
-        the channel; every group is in flight at once."""
+        the channel; every group is in flight at once. Accounts are looked up only for
+        `routed_shops` (those that had active accounts when their messages were claimed)."""
         if not outgoing:
             return []
-        routes = self.router.accounts({m.shop_id for m in outgoing})
+        wanted = {m.shop_id for m in outgoing if m.shop_id in routed_shops}
+        routes = self.router.accounts(wanted) if wanted else {}
         groups: dict[tuple[int | None, Channel], list[OutgoingMessage]] = {}
         for m in outgoing:
             key = (m.shop_id, m.channel) if (m.shop_id, m.channel) in routes else (None, m.channel)
@@ -238,13 +245,16 @@ class Dispatcher:
         return [r for part in parts for r in part]
 
     async def _dispatch_observed(
-        self, chunk: list[OutgoingMessage], due: dict[int, datetime]
+        self,
+        chunk: list[OutgoingMessage],
+        due: dict[int, datetime],
+        routed_shops: Collection[int],
     ) -> list[Routed]:
         """Send one chunk; the metrics hook sees its duration, delays and outcomes per
         channel and provider."""
         handed_at = self._clock.now()
         started = time.perf_counter()
-        routed = await self._dispatch(chunk)
+        routed = await self._dispatch(chunk, routed_shops)
         if self._metrics is not None:
             seconds = time.perf_counter() - started
             channel_of = {m.id: m.channel.value for m in chunk}

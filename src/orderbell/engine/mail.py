@@ -33,7 +33,9 @@ def complete(
 ) -> list[OutgoingMessage]:
     """The batch with attachments and unsubscribe headers added (a message with none to
     add is passed on as it is)."""
-    ours = [m for m in batch if rows[m.id].template_id is not None]  # not orderbell's notices
+    # files are looked up only for messages that have some (as claimed: `has_files`), of
+    # templates (orderbell's own notices have none)
+    ours = [m for m in batch if rows[m.id].template_id is not None and rows[m.id].has_files]
     by_template, by_event = attachment_store.for_sending(
         conn,
         {rows[m.id].template_id for m in ours},

@@ -62,6 +62,10 @@ class Claimed(NamedTuple):
     order_status: str | None
     rule_active: bool | None
     rule_definition: dict[str, Any] | None  #: shared between rows: read-only
+    #: the shop has active accounts of its own (else the worker's default provider sends)
+    shop_accounts: bool = False
+    #: its template or its event has files to attach
+    has_files: bool = False
     expired_by_db: bool = False  #: expired by the database server's clock (PostgreSQL)
 
 
@@ -69,7 +73,10 @@ _SELECT = """SELECT m.id, m.shop_id, m.rule_id, m.channel, m.category, m.recipie
  m.due_at, m.expires_at, m.context, m.attempts, m.template_id, m.event_id, m.customer_id,
  t.active, t.version, t.kind, tv.subject, tv.body, tv.html,
  c.phone, c.email, c.sms_transactional, c.sms_marketing, c.email_transactional,
- c.email_marketing, c.email_opt_out, c.sms_opt_out, o.status, r.active, r.definition{extra}
+ c.email_marketing, c.email_opt_out, c.sms_opt_out, o.status, r.active, r.definition,
+ EXISTS (SELECT 1 FROM shop_providers sp WHERE sp.shop_id = m.shop_id AND sp.active),
+ (EXISTS (SELECT 1 FROM template_attachments ta WHERE ta.template_id = m.template_id)
+  OR EXISTS (SELECT 1 FROM event_attachments ea WHERE ea.event_id = m.event_id)){extra}
 FROM messages m
 LEFT JOIN templates t ON t.id = m.template_id
 LEFT JOIN template_versions tv ON tv.template_id = t.id AND tv.version = t.version
@@ -103,14 +110,14 @@ def _claimed(row: tuple[Any, ...]) -> Claimed:
     (mid, shop, rule, channel, category, recipient, status, due, expires, context, tries,
      template, event, customer, t_active, t_version, t_kind, subject, body, html,
      phone, email, sms_t, sms_m, email_t, email_m, email_out, sms_out, order_status,
-     r_active, definition, *extra) = row  # fmt: skip
+     r_active, definition, accounts, files, *extra) = row  # fmt: skip
     return Claimed(
         mid, shop, rule, channel, category, recipient, status,
         cast(datetime, time_out(due)), time_out(expires), json_out(context) or {}, tries,
         template, event, customer, bool_out(t_active), t_version, t_kind, subject, body, html,
         phone, email, bool_out(sms_t), bool_out(sms_m), bool_out(email_t), bool_out(email_m),
         email_out, sms_out, order_status, bool_out(r_active), shared_json_out(definition),
-        bool(extra and extra[0]),
+        bool(accounts), bool(files), bool(extra and extra[0]),
     )  # fmt: skip
 
 
