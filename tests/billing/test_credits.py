@@ -39,6 +39,15 @@ def billed_shop(client: TestClient, topup: str | None, **fields: Any) -> dict[st
     return shop
 
 
+def capped_shop(client: TestClient, cap: str, **settings: Any) -> dict[str, Any]:
+    """A billed shop with 10 credits and a monthly spending cap of `cap`."""
+    shop = billed_shop(client, "10")
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"monthly_cap": cap, **settings})  # fmt: skip
+    assert r.status_code == 200, r.text
+    return shop
+
+
 def order_event(code: str, at: str = AT, phone: str = TR_PHONE) -> dict[str, Any]:
     return {"type": "order.created", "occurred_at": at, "order": {"code": code},
             "customer": {"id": f"c-{code}", "phone": phone}}  # fmt: skip
@@ -407,8 +416,7 @@ def test_a_capped_shop_sums_the_month_once_then_keeps_it(
 ) -> None:
     """A spending cap is checked against the month the account keeps: the ledger is summed
     for the first decision of a month, not for every message (that grew with the month)."""
-    shop = billed_shop(client, "10")
-    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.20"})
+    shop = capped_shop(client, "0.20")
     clock.set(datetime.fromisoformat(AT))
     sums = _ledger_sums(services)
     post(client, shop, order_event("K-1"))
@@ -446,8 +454,7 @@ def test_a_capped_shop_s_events_planned_together_stay_under_the_cap(
 ) -> None:
     """A planner batch queues its reservations and writes them at its end: each decision
     counts what the batch has reserved before it, so the cap holds within one transaction."""
-    shop = billed_shop(client, "10")
-    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.10"})
+    shop = capped_shop(client, "0.10")
     clock.set(datetime.fromisoformat(AT))
     post(client, shop, order_event("G-0"))  # 0.05 spent before the batch
     for i in range(1, 4):
@@ -465,9 +472,7 @@ def test_a_capped_shop_s_events_planned_together_stay_under_the_cap(
 def test_a_refund_gives_back_to_the_kept_month(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:
-    shop = billed_shop(client, "10")
-    client.patch("/v1/credits/settings", headers=shop["auth"],
-                 json={"monthly_cap": "0.05", "charge_failed_after_submission": False})  # fmt: skip
+    shop = capped_shop(client, "0.05", charge_failed_after_submission=False)
     clock.set(datetime.fromisoformat(AT))
     post(client, shop, order_event("R-1"))
     drain(services)
@@ -486,8 +491,7 @@ def test_a_refund_gives_back_to_the_kept_month(
 def test_a_new_month_and_a_clock_that_jumps_back_each_sum_their_own_month(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:
-    shop = billed_shop(client, "10")
-    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.10"})
+    shop = capped_shop(client, "0.10")
     # the shop's month ends at midnight in Istanbul (21:00 UTC)
     clock.set(datetime.fromisoformat("2026-11-30T23:59:00+03:00"))
     for i in range(3):
@@ -526,9 +530,8 @@ def test_a_write_adds_to_the_kept_month_only_what_falls_inside_it(
     """Entries of one write inside the kept month add to it; outside it, they leave it as
     it is; on both sides of its start or end, the account stops keeping the month (the next
     decision sums it from the ledger) rather than count either wrongly."""
-    shop = billed_shop(client, "10")
+    shop = capped_shop(client, "5")
     shop_id = int(shop["id"])
-    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "5"})
     clock.set(datetime.fromisoformat(_NOV.format("20T10:00:00")))
     post(client, shop, order_event("B-1", at=clock.now().isoformat()))  # keeps November
     [message_id] = [m["id"] for m in messages(client, shop)]

@@ -192,22 +192,20 @@ _LOCK_ACCOUNTS = (
 #: unrounded sums drift with every move (100 reservations and releases of 0.05 left
 #: 2.50 - 50 × 0.05 at -1e-17, shown as "-0.0000"); rounded, each stays the float
 #: nearest its exact value. (PostgreSQL's numeric is exact; rounding changes nothing.)
-_MOVE_CREDITS = (
+_MOVE = (
     "UPDATE credit_accounts SET available = round(available + ?, 4), "
-    "reserved = round(reserved + ?, 4), updated_at = ? WHERE shop_id = ?"
+    "reserved = round(reserved + ?, 4), {more}updated_at = ? WHERE shop_id = ?"
 )
+_MOVE_CREDITS = _MOVE.format(more="")
 #: The same, when the entries spend credit (`_SPENDING`) between two instants: what they
 #: spend is added to the month the account keeps (`month_spend`) when both fall inside it;
 #: a write spanning the month's start or end leaves no kept month (the next decision sums
 #: the ledger again). Every right-hand side reads the row as it was before the update.
-_MOVE_SPENDING = (
-    "UPDATE credit_accounts SET available = round(available + ?, 4), "
-    "reserved = round(reserved + ?, 4), "
-    "cap_spent = CASE WHEN cap_from <= ? AND ? < cap_until "
+_MOVE_SPENDING = _MOVE.format(
+    more="cap_spent = CASE WHEN cap_from <= ? AND ? < cap_until "
     "THEN round(cap_spent + ?, 4) ELSE cap_spent END, "
     "cap_from = CASE WHEN ? < cap_from OR ? >= cap_until "
     "OR (cap_from <= ? AND ? < cap_until) THEN cap_from END, "
-    "updated_at = ? WHERE shop_id = ?"
 )
 #: Entries that count as spending (net: a release or a refund gives back), as a cap sees it.
 _SPENDING = frozenset(("reservation", "release", "debit", "refund"))
@@ -458,14 +456,19 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
     For another month, or none kept, the ledger is summed; `keep` (a writer holding the
     account's lock, so no entry of the month can commit between the sum and the update)
     then keeps this month from now on."""
-    tz = _shop_tz(conn, shop_id)
-    start, end = _bounds(tz, local(now, tz).date())
-    kept = conn.execute(
+    kept = conn.execute(  # the shop's timezone and the month its account keeps, one read
         select(
-            credit_accounts.c.cap_from, credit_accounts.c.cap_until, credit_accounts.c.cap_spent
-        ).where(credit_accounts.c.shop_id == shop_id)
-    ).first()
-    if kept is not None and (kept.cap_from, kept.cap_until) == (start, end):
+            shops.c.timezone,
+            credit_accounts.c.shop_id,
+            credit_accounts.c.cap_from,
+            credit_accounts.c.cap_until,
+            credit_accounts.c.cap_spent,
+        )
+        .select_from(shops.outerjoin(credit_accounts, credit_accounts.c.shop_id == shops.c.id))
+        .where(shops.c.id == shop_id)
+    ).one()
+    start, end = _bounds(kept.timezone, local(now, kept.timezone).date())
+    if (kept.cap_from, kept.cap_until) == (start, end):
         return money(kept.cap_spent or 0)
     total = -money(
         conn.execute(
@@ -477,7 +480,7 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
             )
         ).scalar_one()
     )
-    if keep and kept is not None:
+    if keep and kept.shop_id is not None:  # (an account to keep it in)
         conn.execute(
             update(credit_accounts)
             .where(credit_accounts.c.shop_id == shop_id)
@@ -678,6 +681,12 @@ class Reservations:
             self.entries.spent = spent
             raise
 
+    def queued_spending(self, shop_id: int) -> Decimal:
+        """What this shop's queued entries spend (as a spending cap counts it): not written
+        yet, so not in the month its account keeps either."""
+        spent = self.entries.spent.get(shop_id)
+        return _ZERO if spent is None else money(spent[0])
+
     def write(self, conn: Connection, now: datetime) -> None:
         """Write what is queued; then check the low-balance thresholds of the shops whose
         credit it reserved — once per transaction: thresholds crossed together give one
@@ -712,10 +721,11 @@ def insert_funded(
         account_cache.append(account(conn, int(values["shop_id"]), lock=True))
     acct = account_cache[0]
     channel = _CHANNELS[values["channel"]]
-    queued = _ZERO
-    if acct.monthly_cap is not None and entries is not None:
-        spent = entries.entries.spent.get(acct.shop_id)
-        queued = spent[0] if spent is not None else _ZERO
+    queued = (  # (only a cap looks at it)
+        entries.queued_spending(acct.shop_id)
+        if entries is not None and acct.monthly_cap is not None
+        else _ZERO
+    )
     funding = decide(conn, acct, channel, quote, now, allowances=allowances, queued=queued)
     values["cost"] = quote.cost
     values["segments"] = quote.units if channel is Channel.SMS else None
