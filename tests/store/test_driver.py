@@ -3,6 +3,7 @@ SQLite and PostgreSQL: rows written one way read back identically the other way.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from tests.support import bare_shop
 
 from orderbell.compose import Services
-from orderbell.store.driver import Driver
+from orderbell.store.driver import Driver, JsonText
 from orderbell.store.schema import customers, ledger, orders, shops
 
 AT = datetime(2026, 3, 29, 0, 59, 59, 123456, tzinfo=UTC)
@@ -114,3 +115,22 @@ def test_naive_datetimes_are_refused(services: Services) -> None:
     values = {**order_values(shop_id, "D-4"), "state_at": AT.replace(tzinfo=None)}
     with services.engine.begin() as conn, pytest.raises(ValueError, match="naive"):
         Driver(conn).insert(orders, values)
+
+
+def test_none_bools_and_json_text_bind_as_null_integer_and_text(services: Services) -> None:
+    """The driver's adapters (one call instead of sqlite3's attribute lookups) store what
+    sqlite3 itself would: NULL, 0 / 1, and the JSON text as it is."""
+    for kind in (type(None), bool, JsonText):  # found at once, without a miss raised twice
+        assert (kind, sqlite3.PrepareProtocol) in sqlite3.adapters
+    with services.engine.begin() as conn:
+        db = Driver(conn)
+        sql = "SELECT ?, ?, ?, ?" if db.sqlite else "SELECT ?::text, ?::boolean, ?, ?::json::text"
+        values = (None, True, False, JsonText('{"a": [1, 2]}'))
+        got = db.rows(sql, values)[0]
+        if db.sqlite:
+            kinds = db.rows("SELECT typeof(?), typeof(?), typeof(?), typeof(?)", values)[0]
+            assert kinds == ("null", "integer", "integer", "text")
+            assert got == (None, 1, 0, '{"a": [1, 2]}')
+            assert type(got[3]) is str
+        else:
+            assert got == (None, True, False, '{"a": [1, 2]}')
