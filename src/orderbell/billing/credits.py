@@ -212,22 +212,17 @@ _SPENDING = frozenset(("reservation", "release", "debit", "refund"))
 _MOVE_UNITS = "UPDATE allowance_buckets SET remaining = remaining + ? WHERE id = ?"
 
 
-class _Row(NamedTuple):
-    """One ledger entry to insert, in the ledger's column order (`_INSERT_ENTRIES`)."""
-
-    shop_id: int
-    at: datetime
-    kind: str
-    credits: Decimal
-    units: int
-    channel: str | None
-    country: str | None
-    bucket_id: int | None
-    message_id: int | None
-    rule_id: int | None
-    actor: str
-    reference: str | None
-    note: str | None
+#: The ledger's columns as `_Entries` queues its rows: plain tuples in this order (a named
+#: tuple is a Python-level call to build, and every priced message queues one row when it is
+#: planned and two when it is settled).
+_COLUMNS = (
+    "shop_id", "at", "kind", "credits", "units", "channel", "country", "bucket_id",
+    "message_id", "rule_id", "actor", "reference", "note",
+)  # fmt: skip
+_Row = tuple[
+    int, datetime, str, Decimal, int, str | None, str | None, int | None, int | None,
+    int | None, str, str | None, str | None,
+]  # fmt: skip
 
 
 #: Ledger rows per INSERT statement: 13 values each, well under SQLite's limit of bound
@@ -240,15 +235,15 @@ def _insert_entries(count: int) -> str:
     """One INSERT of `count` ledger rows: a settled batch's entries go in with a few
     statements rather than one execution per row (each costs its own pass through the
     driver and the VM: about a quarter of a row's time on SQLite)."""
-    row = f"({marks(len(_Row._fields))})"
+    row = f"({marks(len(_COLUMNS))})"
     return (
-        f"INSERT INTO ledger ({', '.join(_Row._fields)}) "  # noqa: S608 - schema names
+        f"INSERT INTO ledger ({', '.join(_COLUMNS)}) "  # noqa: S608 - schema names
         f"VALUES {', '.join([row] * count)}"
     )
 
 
-if not set(_Row._fields) <= set(ledger.c.keys()):  # pragma: no cover - kept in step
-    raise RuntimeError("_Row must name ledger columns")
+if not set(_COLUMNS) <= set(ledger.c.keys()):  # pragma: no cover - kept in step
+    raise RuntimeError("_COLUMNS must name ledger columns")
 
 
 class _Entries:
@@ -281,8 +276,8 @@ class _Entries:
     ) -> None:
         """Queue one entry and the moves of the cached figures that go with it."""
         self.rows.append(
-            _Row(shop_id, now, kind, credits, units, channel, country, bucket_id, message_id,
-                 rule_id, actor[:100], reference, (note or None) and note[:300])
+            (shop_id, now, kind, credits, units, channel, country, bucket_id, message_id,
+             rule_id, actor[:100], reference, (note or None) and note[:300])
         )  # fmt: skip
         if credits:
             self._move(shop_id, kind, credits)
@@ -309,25 +304,29 @@ class _Entries:
         or "release" (never sent: the cost back to available). Positional, without `add`'s
         generality: it runs for every message planned and every one settled."""
         moves = self._moves(shop_id)
+        actor = actor[:100]
         if step == "reserve":
-            kinds: tuple[tuple[str, Decimal], ...] = (("reservation", -cost),)
             moves[0] -= cost
             moves[1] += cost
             self._spend(shop_id, now, cost)
-        else:
-            kinds = (
-                (("release", cost), ("debit", -cost)) if step == "debit" else (("release", cost),)
-            )
-            moves[1] -= cost
-            if step == "release":  # (a debit's release and debit spend nothing between them)
-                moves[0] += cost
-                self._spend(shop_id, now, -cost)
-        actor = actor[:100]
-        self.rows += [
-            _Row(shop_id, now, kind, credits, 0, channel, country, None, message_id, rule_id,
+            self.rows.append(
+                (shop_id, now, "reservation", -cost, 0, channel, country, None, message_id,
+                 rule_id, actor, None, None)
+            )  # fmt: skip
+            return
+        moves[1] -= cost
+        if step == "release":  # (a debit's release and debit spend nothing between them)
+            moves[0] += cost
+            self._spend(shop_id, now, -cost)
+        self.rows.append(
+            (shop_id, now, "release", cost, 0, channel, country, None, message_id, rule_id,
+             actor, None, None)
+        )  # fmt: skip
+        if step == "debit":
+            self.rows.append(
+                (shop_id, now, "debit", -cost, 0, channel, country, None, message_id, rule_id,
                  actor, None, None)
-            for kind, credits in kinds
-        ]  # fmt: skip
+            )  # fmt: skip
 
     def _moves(self, shop_id: int) -> list[Decimal]:
         moves = self.accounts.get(shop_id)
@@ -365,10 +364,10 @@ class _Entries:
             chunk = self.rows[start : start + _ENTRIES_PER_INSERT]
             values: list[Any] = []
             for r in chunk:
-                at = times.get(r.at)
+                at = times.get(r[1])
                 if at is None:
-                    at = times[r.at] = db.time(r.at)
-                values += (r.shop_id, at, r.kind, money_in(r.credits), *r[4:])
+                    at = times[r[1]] = db.time(r[1])
+                values += (r[0], at, r[2], money_in(r[3]), *r[4:])
             db.execute(_insert_entries(len(chunk)), values)
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
