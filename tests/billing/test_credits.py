@@ -31,8 +31,10 @@ AT = "2026-11-20T10:00:00+03:00"
 TR_PHONE = "+905321234567"  # SMS to TR: 0.05 credit per segment in the default list
 
 
-def billed_shop(client: TestClient, topup: str | None, **fields: Any) -> dict[str, Any]:
-    shop = make_shop(client, "paid", topup=topup, **fields)
+def billed_shop(
+    client: TestClient, topup: str | None, slug: str = "paid", **fields: Any
+) -> dict[str, Any]:
+    shop = make_shop(client, slug, topup=topup, **fields)
     body = template(client, shop, "Order {{ order_code }} received", name="t")
     rule(client, shop, name="new", trigger={"event_type": "order.created"},
          action={"channel": "sms", "template_id": body, "validity_minutes": 600})  # fmt: skip
@@ -449,6 +451,37 @@ def test_a_capped_shop_sums_the_month_once_then_keeps_it(
     assert len(sums) == summed
     assert messages(client, shop)[-1]["status"] == "scheduled"
     assert summary(client, shop)["month_spend"] == "0.2000"
+    assert_ledger_adds_up(services)
+
+
+def test_a_lifted_cap_still_keeps_its_month_current_and_no_cap_keeps_none(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Reservations skip the kept month only where there is none: a shop that never had a
+    cap keeps no month; one whose cap was lifted still keeps it, so its spending while
+    uncapped is counted when a cap comes back, without summing the ledger again."""
+    clock.set(datetime.fromisoformat(AT))
+    plain = billed_shop(client, "10", slug="plain")
+    post(client, plain, order_event("N-1"))
+    shop = capped_shop(client, "10")
+    post(client, shop, order_event("L-1"))  # the month is summed once and kept
+    sums = _ledger_sums(services)
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"clear_monthly_cap": True})  # fmt: skip
+    assert r.status_code == 200, r.text
+    for i in range(2, 4):
+        post(client, shop, order_event(f"L-{i}"))  # uncapped, still counted in the month
+    with services.engine.connect() as conn:
+        kept = {row.shop_id: row.cap_spent for row in conn.execute(select(credit_accounts))}
+    assert kept[plain["id"]] is None
+    assert credits.money(kept[shop["id"]]) == Decimal("0.1500")
+    assert_ledger_adds_up(services)  # the kept sum is the ledger's
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.15"})
+    assert r.status_code == 200, r.text
+    summed = len(sums)  # (assert_ledger_adds_up sums it itself)
+    post(client, shop, order_event("L-4"))
+    assert messages(client, shop)[-1]["status"] == "held"  # 0.15 spent: the cap is reached
+    assert len(sums) == summed  # from the kept month, not a new sum of the ledger
     assert_ledger_adds_up(services)
 
 

@@ -82,6 +82,8 @@ class Account(NamedTuple):
     low_balance_thresholds: tuple[Decimal, ...]
     low_balance_below: tuple[Decimal, ...]
     notify_email: str | None
+    #: A month's spending is kept on the row (`month_spend`): the moves must keep it current
+    keeps_month: bool
 
     @property
     def balance(self) -> Decimal:
@@ -125,7 +127,8 @@ def open_account(conn: Connection, shop_id: int, now: datetime, mode: str = PREP
 #: An account's columns, in the order `account_from_row` takes them.
 ACCOUNT_COLUMNS = (
     "shop_id, mode, plan_id, available, reserved, billing_day, monthly_cap, "
-    "charge_failed_after_submission, low_balance_thresholds, low_balance_below, notify_email"
+    "charge_failed_after_submission, low_balance_thresholds, low_balance_below, notify_email, "
+    "cap_from"
 )
 #: Run on the driver's cursor for every event that plans a priced message.
 _ACCOUNT = f"SELECT {ACCOUNT_COLUMNS} FROM credit_accounts WHERE shop_id = ?"  # noqa: S608
@@ -146,11 +149,10 @@ def account_from_row(row: Sequence[Any]) -> Account:
     """An account from its `ACCOUNT_COLUMNS` as the driver returns them. (Read for every
     event that plans a priced message: the settings, which rarely change, are parsed once
     per distinct value; only the two figures are converted each time.)"""
-    shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, *rest = row
-    thresholds, below, notify_email = (
-        tuple(v) if isinstance(v, list) else v  # psycopg decodes JSON: lists, unhashable
-        for v in rest
-    )
+    (shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, thresholds,
+     below, notify_email, cap_from) = row  # fmt: skip
+    if isinstance(thresholds, list):  # psycopg decodes JSON: lists, unhashable
+        thresholds, below = tuple(thresholds), tuple(below)
     return Account(
         shop,
         mode,
@@ -158,6 +160,7 @@ def account_from_row(row: Sequence[Any]) -> Account:
         money(available),
         money(reserved),
         *_settings(billing_day, cap, charge_failed, thresholds, below, notify_email),
+        cap_from is not None,
     )
 
 
@@ -169,7 +172,7 @@ def _settings(
     thresholds: Any,
     below: Any,
     notify_email: str | None,
-) -> tuple[Any, ...]:
+) -> tuple[int, Decimal | None, bool, tuple[Decimal, ...], tuple[Decimal, ...], str | None]:
     """An account's settings from their columns (`account_from_row`), in `Account`'s field
     order after the figures; cached by value."""
     return (
@@ -297,18 +300,23 @@ class _Entries:
         message_id: int,
         rule_id: int | None,
         actor: str,
+        *,
+        spend: bool = True,
     ) -> None:
         """A message's prepaid credit, one `step` of its life: "reserve" (a reservation:
         `cost` moves from available to reserved); once settled, "debit" (handed to a
         provider: the reservation released and the cost debited, so available is unchanged)
         or "release" (never sent: the cost back to available). Positional, without `add`'s
-        generality: it runs for every message planned and every one settled."""
+        generality: it runs for every message planned and every one settled. `spend=False`
+        (a reservation only): the account keeps no month's spending, so none is tracked,
+        and the account is moved by the plain `_MOVE_CREDITS`."""
         moves = self._moves(shop_id)
         actor = actor[:100]
         if step == "reserve":
             moves[0] -= cost
             moves[1] += cost
-            self._spend(shop_id, now, cost)
+            if spend:
+                self._spend(shop_id, now, cost)
             self.rows.append(
                 (shop_id, now, "reservation", -cost, 0, channel, country, None, message_id,
                  rule_id, actor, None, None)
@@ -738,6 +746,9 @@ def insert_funded(
         entries.entries.message_credit(
             "reserve", acct.shop_id, now, quote.cost, channel.value, quote.country, message_id,
             values.get("rule_id"), actor,
+            # a month is kept only for a cap, and only decide() keeps one (under the lock the
+            # account was read with): without either, there is no spending to keep current
+            spend=acct.monthly_cap is not None or acct.keeps_month,
         )  # fmt: skip
         account_cache[0] = acct.moved(quote.cost)
     elif funding.hold is None:
