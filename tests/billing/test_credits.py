@@ -24,6 +24,7 @@ from orderbell.billing.prices import Quote, fmt
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
 from orderbell.store import claims
+from orderbell.store.driver import Driver
 from orderbell.store.schema import credit_accounts, ledger
 from orderbell.store.schema import messages as messages_table
 
@@ -163,14 +164,18 @@ def test_a_planner_batch_reserves_in_order_and_holds_past_the_credit(
     assert_ledger_adds_up(services)
 
 
-def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
-    client: TestClient, services: Services, clock: ManualClock
-) -> None:
-    """`Reservations.item`: what a failed event queued is dropped with its savepoint, and so
-    is the account it read, so the next event reads it again instead of trusting a copy."""
+#: What `one_planned`'s copies are reserved for.
+QUOTE = Quote(cost=Decimal("0.05"), units=1, country="TR", unit_price=Decimal("0.05"))
+
+
+def one_planned(
+    client: TestClient, services: Services, clock: ManualClock, code: str
+) -> tuple[dict[str, Any], dict[str, Any], int, dict[str, Any]]:
+    """A billed shop with 1 credit and one event planned at AT: the shop, its message as
+    listed, the shop's id, and that message's columns to insert copies of (`insert_funded`)."""
     shop = billed_shop(client, "1")
     clock.set(datetime.fromisoformat(AT))
-    post(client, shop, order_event("T-0"))
+    post(client, shop, order_event(code))
     [first] = messages(client, shop)
     with services.engine.connect() as conn:
         shop_id = int(conn.execute(select(credit_accounts.c.shop_id)).scalar_one())
@@ -178,14 +183,22 @@ def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
     values = {k: v for k, v in row.items() if k not in ("id", "cost", "segments", "funding",
                                                         "bucket_id", "billing")}  # fmt: skip
     values["rule_id"] = None  # (event, rule) is unique: these copies stand for a manual send
-    quote = Quote(cost=Decimal("0.05"), units=1, country="TR", unit_price=Decimal("0.05"))
+    return shop, first, shop_id, values
+
+
+def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """`Reservations.item`: what a failed event queued is dropped with its savepoint, and so
+    is the account it read, so the next event reads it again instead of trusting a copy."""
+    shop, first, shop_id, values = one_planned(client, services, clock, "T-0")
     now = clock.now()
     with services.engine.begin() as conn:  # the account keeps this month's spending
         assert credits.month_spend(conn, shop_id, now, keep=True) == Decimal(first["cost"])
 
     def reserve_one(conn: Any, batch: credits.Reservations) -> int:
         message_id, hold = credits.insert_funded(
-            conn, dict(values), quote=quote, account_cache=batch.account_cache(shop_id),
+            conn, dict(values), quote=QUOTE, account_cache=batch.account_cache(shop_id),
             now=now, actor="test", entries=batch,
         )  # fmt: skip
         assert hold is None
@@ -214,6 +227,32 @@ def test_an_event_rolled_back_in_a_batch_takes_its_reservations_with_it(
     assert Decimal(after["reserved"]) == Decimal(first["cost"] or 0) + Decimal("0.10")
     assert Decimal(after["month_spend"]) == Decimal(first["cost"]) + Decimal("0.10")
     assert_ledger_adds_up(services)
+
+
+def test_a_month_kept_after_the_account_was_read_is_dropped_not_left_short(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """An account that kept no month when it was read has its reservations queued without
+    tracking spending. Were a month kept before they are written (only a capped decision
+    keeps one, and it tracks), the write drops that month rather than leave it short: the
+    next capped decision sums the ledger again."""
+    shop, first, shop_id, values = one_planned(client, services, clock, "U-0")
+    now = clock.now()
+    with services.engine.begin() as conn:
+        batch = credits.Reservations()
+        credits.insert_funded(
+            conn, values, quote=QUOTE, account_cache=batch.account_cache(shop_id), now=now,
+            actor="test", entries=batch,
+        )  # fmt: skip
+        assert shop_id in batch.entries.untracked
+        credits.month_spend(conn, shop_id, now, keep=True)  # kept after the read
+        batch.write(conn, now)
+    with services.engine.connect() as conn:
+        assert conn.execute(select(credit_accounts.c.cap_from)).scalar_one() is None
+    assert_ledger_adds_up(services)
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "5"})
+    assert r.status_code == 200, r.text
+    assert Decimal(summary(client, shop)["month_spend"]) == Decimal(first["cost"]) + QUOTE.cost
 
 
 def test_held_message_past_validity_expires_instead_of_sending(
@@ -455,22 +494,35 @@ def test_a_capped_shop_sums_the_month_once_then_keeps_it(
 
 
 def test_a_lifted_cap_still_keeps_its_month_current_and_no_cap_keeps_none(
-    client: TestClient, services: Services, clock: ManualClock
+    client: TestClient, services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reservations skip the kept month only where there is none: a shop that never had a
     cap keeps no month; one whose cap was lifted still keeps it, so its spending while
     uncapped is counted when a cap comes back, without summing the ledger again."""
+    moves: list[str] = []
+    execute = Driver.execute
+
+    def spy(self: Driver, sql: str, params: Any = ()) -> int:
+        if sql.startswith("UPDATE credit_accounts"):
+            moves.append(sql)
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(Driver, "execute", spy)
     clock.set(datetime.fromisoformat(AT))
     plain = billed_shop(client, "10", slug="plain")
+    moves.clear()
     post(client, plain, order_event("N-1"))
+    assert moves == [credits._MOVE_UNKEPT]  # without the spending arms
     shop = capped_shop(client, "10")
     post(client, shop, order_event("L-1"))  # the month is summed once and kept
     sums = _ledger_sums(services)
     r = client.patch("/v1/credits/settings", headers=shop["auth"],
                      json={"clear_monthly_cap": True})  # fmt: skip
     assert r.status_code == 200, r.text
+    moves.clear()
     for i in range(2, 4):
         post(client, shop, order_event(f"L-{i}"))  # uncapped, still counted in the month
+    assert moves == [credits._MOVE_SPENDING] * 2
     with services.engine.connect() as conn:
         kept = {row.shop_id: row.cap_spent for row in conn.execute(select(credit_accounts))}
     assert kept[plain["id"]] is None

@@ -152,7 +152,9 @@ def account_from_row(row: Sequence[Any]) -> Account:
     (shop, mode, plan_id, available, reserved, billing_day, cap, charge_failed, thresholds,
      below, notify_email, cap_from) = row  # fmt: skip
     if isinstance(thresholds, list):  # psycopg decodes JSON: lists, unhashable
-        thresholds, below = tuple(thresholds), tuple(below)
+        thresholds = tuple(thresholds)
+    if isinstance(below, list):
+        below = tuple(below)
     return Account(
         shop,
         mode,
@@ -210,6 +212,11 @@ _MOVE_SPENDING = _MOVE.format(
     "cap_from = CASE WHEN ? < cap_from OR ? >= cap_until "
     "OR (cap_from <= ? AND ? < cap_until) THEN cap_from END, "
 )
+#: The same, for reservations queued without tracking what they spend (`message_credit`'s
+#: `spend=False`: the account kept no month when it was read, under the lock). Only a capped
+#: decision keeps one, so none should be kept now; were one kept since, it is dropped (the
+#: next capped decision sums the ledger again) rather than left short of these entries.
+_MOVE_UNKEPT = _MOVE.format(more="cap_from = NULL, ")
 #: Entries that count as spending (net: a release or a refund gives back), as a cap sees it.
 _SPENDING = frozenset(("reservation", "release", "debit", "refund"))
 _MOVE_UNITS = "UPDATE allowance_buckets SET remaining = remaining + ? WHERE id = ?"
@@ -259,6 +266,8 @@ class _Entries:
         self.buckets: dict[int, int] = {}  #: bucket → remaining Δ
         #: shop → [credits spent (`_SPENDING`), earliest and latest entry's instant]
         self.spent: dict[int, list[Any]] = {}
+        #: shops whose reservations were queued without tracking spending (`message_credit`)
+        self.untracked: set[int] = set()
 
     def add(
         self,
@@ -309,7 +318,7 @@ class _Entries:
         or "release" (never sent: the cost back to available). Positional, without `add`'s
         generality: it runs for every message planned and every one settled. `spend=False`
         (a reservation only): the account keeps no month's spending, so none is tracked,
-        and the account is moved by the plain `_MOVE_CREDITS`."""
+        and the account is moved by `_MOVE_UNKEPT`, without the spending arms."""
         moves = self._moves(shop_id)
         actor = actor[:100]
         if step == "reserve":
@@ -317,6 +326,8 @@ class _Entries:
             moves[1] += cost
             if spend:
                 self._spend(shop_id, now, cost)
+            else:
+                self.untracked.add(shop_id)
             self.rows.append(
                 (shop_id, now, "reservation", -cost, 0, channel, country, None, message_id,
                  rule_id, actor, None, None)
@@ -380,7 +391,13 @@ class _Entries:
         for shop_id in sorted(self.accounts):
             available, reserved = self.accounts[shop_id]
             spent = self.spent.get(shop_id)
-            if spent is not None:
+            if shop_id in self.untracked:
+                if available or reserved:
+                    db.execute(
+                        _MOVE_UNKEPT,
+                        (db.money(available), db.money(reserved), db.time(now), shop_id),
+                    )
+            elif spent is not None:
                 first, last = db.time(spent[1]), db.time(spent[2])
                 db.execute(
                     _MOVE_SPENDING,
@@ -395,6 +412,7 @@ class _Entries:
             if self.buckets[bucket_id]:
                 db.execute(_MOVE_UNITS, (self.buckets[bucket_id], bucket_id))
         self.rows, self.accounts, self.buckets, self.spent = [], {}, {}, {}
+        self.untracked = set()
 
 
 def _entry(conn: Connection, shop_id: int, now: datetime, kind: str, **fields: Any) -> None:
@@ -680,12 +698,13 @@ class Reservations:
         moves = {k: list(v) for k, v in self.entries.accounts.items()}
         buckets = dict(self.entries.buckets)
         spent = {k: list(v) for k, v in self.entries.spent.items()}
+        untracked = set(self.entries.untracked)
         try:
             yield
         except BaseException:
             del self.entries.rows[rows:]
             self._accounts, self.entries.accounts, self.entries.buckets = accounts, moves, buckets
-            self.entries.spent = spent
+            self.entries.spent, self.entries.untracked = spent, untracked
             raise
 
     def queued_spending(self, shop_id: int) -> Decimal:

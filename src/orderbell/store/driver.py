@@ -79,7 +79,7 @@ def _null(_value: None) -> None:
     return None
 
 
-# sqlite3 binds exact ints, floats, strs and bytes as they are; any other value — None too —
+# sqlite3 binds exact ints, floats, strs and bytearrays as they are; any other value — None too —
 # first goes through its adapters: one registered for the value's type is called, and
 # without one, `__adapt__` and `__conform__` are looked up, each a miss raised and cleared
 # inside the module (~0.25 us a value here, and ~2,500 instructions; a settled message binds
