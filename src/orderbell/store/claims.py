@@ -62,10 +62,11 @@ class Claimed(NamedTuple):
     order_status: str | None
     rule_active: bool | None
     rule_definition: dict[str, Any] | None  #: shared between rows: read-only
-    #: the shop has active accounts of its own (else the worker's default provider sends)
-    shop_accounts: bool = False
-    #: its template or its event has files to attach
-    has_files: bool = False
+    #: the shop has active accounts of its own (else the worker's default provider sends);
+    #: no default: a row built without it would skip the shop's own accounts unnoticed
+    shop_accounts: bool
+    #: its template or its event has files to attach (no default, as above)
+    has_files: bool
     expired_by_db: bool = False  #: expired by the database server's clock (PostgreSQL)
 
 
