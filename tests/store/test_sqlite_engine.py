@@ -1,4 +1,5 @@
-"""The SQLite engine's connections: WAL, and checkpoints every WAL_AUTOCHECKPOINT_PAGES."""
+"""The SQLite engine's connections: WAL, checkpoints every WAL_AUTOCHECKPOINT_PAGES, and
+temporary files (statement journals, sorts) kept in memory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from orderbell.store.db import WAL_AUTOCHECKPOINT_PAGES, make_engine
+from orderbell.store.db import TEMP_STORE, WAL_AUTOCHECKPOINT_PAGES, make_engine, reading
 
 
 def test_every_connection_gets_wal_and_the_checkpoint_interval(tmp_path: Path) -> None:
@@ -16,6 +17,20 @@ def test_every_connection_gets_wal_and_the_checkpoint_interval(tmp_path: Path) -
             assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
             pages = conn.execute(text("PRAGMA wal_autocheckpoint")).scalar_one()
             assert pages == WAL_AUTOCHECKPOINT_PAGES > 1_000
+    finally:
+        engine.dispose()
+
+
+def test_every_pooled_connection_keeps_temporary_files_in_memory(tmp_path: Path) -> None:
+    """temp_store is per connection: each of several open at once has it (2 = MEMORY), so no
+    savepoint's statement journal becomes a file created and deleted for every event."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    try:
+        with reading(engine) as a, reading(engine) as b:
+            assert a.connection.dbapi_connection is not b.connection.dbapi_connection
+            for conn in (a, b):
+                assert conn.execute(text("PRAGMA temp_store")).scalar_one() == 2
+        assert TEMP_STORE == "MEMORY"
     finally:
         engine.dispose()
 

@@ -22,6 +22,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: second (docs/deployment.md).
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
+#: Where SQLite keeps its temporary files: statement journals (a statement that may fail
+#: halfway, in a transaction that already wrote — each planned event runs in a savepoint —
+#: keeps the pages it changes, to undo only itself) and sorting or grouping structures. On
+#: disk (this build's default, TEMP_STORE=1), each is a file created in a temporary folder
+#: and unlinked at once: every event planned created and deleted one. In memory (they hold
+#: kilobytes for these statements) an event is planned and sent in ~11 % less time
+#: (docs/deployment.md).
+TEMP_STORE = "MEMORY"
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
@@ -30,6 +39,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA temp_store={TEMP_STORE}")
     cur.close()
 
 
