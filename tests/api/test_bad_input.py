@@ -50,6 +50,12 @@ EVENT_CASES = [
     pytest.param(
         with_("occurred_at", "2026-11-20T10:00:00"), "occurred_at", "timezone", id="naive-time"
     ),
+    pytest.param(
+        with_("occurred_at", "0001-01-01T00:00:00+14:00"),
+        "occurred_at",
+        "out of range",
+        id="before-year-1-in-utc",
+    ),
     pytest.param(with_("order.total", "lots"), "order.total", "decimal", id="ill-typed-total"),
     pytest.param(with_("order.total", -5), "order.total", "greater than", id="negative-total"),
     pytest.param(with_("order.surprise", 1), "order.surprise", "Extra inputs", id="extra-field"),
@@ -360,6 +366,7 @@ TOO_BIG = str(2**63)  # one past the largest BIGINT id
         ("get", f"/v1/templates/1/attachments/{TOO_BIG}", "attachment_id"),
         ("get", f"/v1/messages?rule_id={TOO_BIG}", "rule_id"),
         ("get", f"/v1/credits/ledger?message_id={TOO_BIG}", "message_id"),
+        ("get", f"/v1/credits/ledger?before={TOO_BIG}", "before"),
         ("get", "/v1/messages/0", "message_id"),
         ("get", "/v1/events/-1", "event_id"),
     ],

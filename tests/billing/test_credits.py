@@ -19,7 +19,7 @@ from tests.conftest import make_shop
 from tests.support import assert_ledger_adds_up, drain, messages, rule, template
 
 from orderbell.api.schemas import EventIn
-from orderbell.billing import credits
+from orderbell.billing import credits, plans, prices
 from orderbell.billing.prices import Quote, fmt
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
@@ -972,3 +972,148 @@ def test_a_settling_worker_holds_its_messages_until_finish_marks_them(
         ).scalar_one()
     assert billing == "debited"
     assert_ledger_adds_up(services)
+
+
+def _listed(client: TestClient, shop: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
+    r = client.get("/v1/credits/prices", headers=shop["auth"])
+    assert r.status_code == 200, r.text
+    return {(p["channel"], p["country"]): (p["unit_price"], p["source"]) for p in r.json()["items"]}
+
+
+def test_the_price_list_shows_what_a_star_line_charges_not_the_default_under_it(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A shop's or a plan's "*" line prices every country of its channel, the default list's
+    too: the listing shows the price a message is charged, and where it comes from."""
+    shop = billed_shop(client, "5")
+    clock.set(datetime.fromisoformat(AT))
+    with services.engine.begin() as conn:
+        plan = prices.set_plan(conn, "wholesale", [
+            {"channel": "sms", "country": "*", "unit_price": "0.09"},
+            {"channel": "sms", "country": "DE", "unit_price": "0.07"},
+        ], clock.now())  # fmt: skip
+        plans.assign(conn, shop["id"], plan, clock.now(), actor="test")
+    listed = _listed(client, shop)
+    assert listed[("sms", "US")] == ("0.0900", "plan")  # the default list's 0.11 is not charged
+    assert listed[("sms", "DE")] == ("0.0700", "plan")
+    assert listed[("email", "*")] == ("0.0500", "default")  # another channel: still the default
+    [us] = post(client, shop, order_event("S-1", phone="+12025550123"))["messages"]
+    assert us["cost"] == "0.0900"
+    r = client.put("/v1/credits/prices", headers=shop["auth"],
+                   json={"prices": [{"channel": "sms", "country": "*", "unit_price": "0.01"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    shown = {
+        (p["channel"], p["country"]): (p["unit_price"], p["source"]) for p in r.json()["items"]
+    }
+    assert shown == _listed(client, shop)
+    assert shown[("sms", "US")] == shown[("sms", "DE")] == ("0.0100", "shop")  # over the plan's
+    [us] = post(client, shop, order_event("S-2", phone="+12025550123"))["messages"]
+    assert us["cost"] == "0.0100"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),  # before year 1 in UTC
+        ({"until": "9999-12-31T23:59:59-12:00"}, "until"),  # past year 9999 in UTC
+        ({"since": "2026-11-01T00:00:00"}, "since"),  # no offset
+        ({"before": str(2**63)}, "before"),  # no ledger id can be that large
+        ({"before": "0"}, "before"),
+    ],
+)
+def test_ledger_filters_no_instant_or_id_can_satisfy_are_a_422(
+    client: TestClient, services: Services, params: dict[str, str], field: str
+) -> None:
+    shop = billed_shop(client, "1")
+    r = client.get("/v1/credits/ledger", headers=shop["auth"], params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize("month", ["9999-12", "0001-01", "1969-12", "2_26-01", "+202-01",
+                                   "2026-13", "2026-00", "2026-1", "Nov"])  # fmt: skip
+def test_statement_months_outside_1970_to_9998_are_a_422(
+    client: TestClient, services: Services, month: str
+) -> None:
+    shop = billed_shop(client, "1")  # Istanbul: 0001-01 would start before year 1 in UTC
+    r = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": month})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "month"
+    assert "1970-01 to 9998-12" in r.json()["error"]["message"]
+
+
+def test_statement_months_at_either_end_of_the_range_answer(
+    client: TestClient, services: Services
+) -> None:
+    shop = billed_shop(client, "1")
+    for month in ("1970-01", "9998-12"):
+        r = client.get("/v1/credits/statement", headers=shop["auth"],
+                       params={"month": month, "format": "csv"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.text.splitlines()[-1].startswith(f"{month},total,")
+
+
+@pytest.mark.parametrize(
+    ("price", "reason"),
+    [
+        ("-31.12", "negative"),
+        ("31.123456789", "more than 4 decimal places"),
+        ("9" * 40, "at most"),
+        ("abc", "pattern"),
+        ("NaN", "pattern"),
+    ],
+)
+def test_a_package_price_is_checked_like_every_other_amount(
+    client: TestClient, services: Services, price: str, reason: str
+) -> None:
+    shop = billed_shop(client, "1")
+    r = client.post("/v1/credits/packages", headers=shop["auth"],
+                    json={"name": "p", "channel": "sms", "allowance": 10, "price": price})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "price"
+    assert reason in r.json()["error"]["message"]
+    assert summary(client, shop)["allowances"] == []  # nothing granted, nothing stored
+    with services.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM packages")).scalar_one() == 0
+
+
+def test_a_package_price_is_kept_exactly(client: TestClient, services: Services) -> None:
+    shop = billed_shop(client, "1")
+    r = client.post("/v1/credits/packages", headers=shop["auth"],
+                    json={"name": "p", "channel": "sms", "allowance": 10, "price": "31.00"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    with services.engine.connect() as conn:
+        stored = conn.execute(text("SELECT price FROM packages")).scalar_one()
+    assert credits.money(stored) == Decimal("31")
+
+
+def test_saving_the_same_thresholds_again_sends_no_second_notice(
+    client: TestClient, services: Services, clock: ManualClock, outbox: Any
+) -> None:
+    """A client re-saving the whole settings form must not re-arm a threshold already
+    crossed; a threshold added later is notified once, when the balance is next below it."""
+    shop = billed_shop(client, "0.20", email_from="owner@shop.example")
+    settings = {"low_balance_thresholds": ["0.12"]}
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json=settings)
+    assert r.status_code == 200, r.text
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(2):  # 0.20 → 0.15 → 0.10: crosses 0.12
+        post(client, shop, order_event(f"L-{i}"))
+    drain(services)
+
+    def notices() -> list[str]:
+        return [line["subject"] for line in outbox.lines() if line["channel"] == "email"]
+
+    assert len(notices()) == 1
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={**settings, "billing_day": 5})  # fmt: skip
+    assert r.status_code == 200, r.text
+    post(client, shop, order_event("L-2"))  # 0.10 → 0.05: still below 0.12, no new crossing
+    drain(services)
+    assert len(notices()) == 1
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"low_balance_thresholds": ["0.12", "0.04"]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    post(client, shop, order_event("L-3"))  # 0.05 → 0.00: crosses the new 0.04 only
+    drain(services)
+    assert len(notices()) == 2 and "below 0.04" in notices()[-1]

@@ -269,8 +269,10 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     for amount in ("0", "-1", "abc", "1.00001"):
         bad = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", amount)
         assert bad.returncode != 0 and "error in --amount" in bad.stderr, bad.stderr
-    month = orderbell(demo_env, "credits", "statement", "--shop", "demo", "--month", "11/2026")
-    assert month.returncode != 0 and "error in --month" in month.stderr
+    for month in ("11/2026", "9999-12", "0001-01"):  # the last two: a month without an end
+        bad = orderbell(demo_env, "credits", "statement", "--shop", "demo", "--month", month)
+        assert bad.returncode != 0 and "error in --month" in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 def test_user_create_prints_a_password_once_and_refuses_duplicates(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -77,9 +77,23 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+def instant_problem(value: datetime) -> str | None:
+    """Why a given date and time cannot be stored as an instant (None when it can): it needs
+    an offset, and must fall within years 1-9999 once in UTC (0001-01-01T00:00+14:00 does
+    not, and would fail at the database instead of here)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return "must include a timezone offset, e.g. 2026-11-20T14:59:59+03:00"
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return "is out of range: in UTC it must fall between years 1 and 9999"
+    return None
+
+
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-        raise ValueError("must include a timezone offset, e.g. 2026-11-20T14:59:59+03:00")
+    problem = None if value is None else instant_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

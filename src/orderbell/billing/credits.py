@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar as month_calendar
 import csv
 import io
+import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +97,12 @@ class Account(NamedTuple):
             self.shop_id, self.mode, self.plan_id, self.available - reserved,
             self.reserved + reserved, *self[5:],
         )  # fmt: skip
+
+
+def parse_package_price(value: object, field: str = "price") -> Decimal:
+    """What a package costs the shop (informational, as the seed's "1000 SMS for 31 EUR"):
+    zero or more, at most four places, at most a top-up's maximum."""
+    return parse_credits(value, field, maximum=MAX_TOPUP, allow_zero=True, example="31.00")
 
 
 def parse_amount(value: object, field: str = "amount") -> Decimal:
@@ -1493,13 +1500,25 @@ def entries(
     return [_entry_json(r) for r in rows]
 
 
+#: The months a statement can be asked for: from the Unix epoch to the last month whose end
+#: (the next month's first day, in the shop's timezone) a date can still hold.
+FIRST_MONTH, LAST_MONTH = date(1970, 1, 1), date(9998, 12, 1)
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+
+
 def parse_month(value: str, field: str = "month") -> date:
-    """A month written YYYY-MM."""
-    try:
-        year, month = (int(p) for p in value.split("-"))
-        return date(year, month, 1)
-    except (ValueError, TypeError):
-        raise InvalidInput("must be a month written YYYY-MM, e.g. 2026-11", field=field) from None
+    """A month written YYYY-MM, from 1970-01 to 9998-12."""
+    found = _MONTH.fullmatch(value.strip()) if isinstance(value, str) else None
+    month = None
+    if found is not None and 1 <= int(found[2]) <= 12:
+        month = date(int(found[1]), int(found[2]), 1)
+    if month is None or not FIRST_MONTH <= month <= LAST_MONTH:
+        raise InvalidInput(
+            f"must be a month written YYYY-MM, from {_period_label(FIRST_MONTH)} to "
+            f"{_period_label(LAST_MONTH)}, e.g. 2026-11",
+            field=field,
+        )
+    return month
 
 
 def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:

@@ -7,10 +7,12 @@ A shop's own prices win over its plan's; a plan's over the default list shipped 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import Connection, and_, or_, select
@@ -172,15 +174,23 @@ def unit_price(
             owner, prices.c.channel == channel.value, prices.c.country.in_(wanted)
         )
     ).all()
-    ranked = sorted(
-        rows, key=lambda r: (r.shop_id is None, wanted.index(r.country))
-    )  # shop's own first, then the exact country before "*"
-    if ranked:
-        return Decimal(ranked[0].unit_price)
-    for key in ([country] if country else []) + ["*"]:
+    return _choose(rows, channel, country)[1]
+
+
+def _choose(rows: Iterable[Any], channel: Channel, country: str | None) -> tuple[str, Decimal]:
+    """Which line prices a destination, and where it comes from ("shop", "plan" or
+    "default"), among the shop's and its plan's lines of that channel (`rows`: shop_id,
+    country, unit_price): the shop's own before its plan's, the exact country before "*";
+    the default list only when neither has a line that applies."""
+    wanted = [country, "*"] if country and country != "*" else ["*"]
+    lines = [r for r in rows if r.country in wanted]
+    if lines:
+        best = min(lines, key=lambda r: (r.shop_id is None, wanted.index(r.country)))
+        return ("plan" if best.shop_id is None else "shop"), Decimal(best.unit_price)
+    for key in wanted:
         if (channel, key) in DEFAULT_PRICES:
-            return DEFAULT_PRICES[(channel, key)]
-    return Decimal(0)
+            return "default", DEFAULT_PRICES[(channel, key)]
+    return "default", Decimal(0)
 
 
 def quote(
@@ -256,19 +266,22 @@ def plan_id(conn: Connection, name: str) -> int:
 
 
 def effective(conn: Connection, shop_id: int, plan: int | None) -> list[dict[str, object]]:
-    """Every price line that applies to the shop, with where it comes from."""
-    table: dict[tuple[str, str], dict[str, object]] = {
-        (ch.value, country): {"source": "default", "unit_price": fmt(price)}
-        for (ch, country), price in DEFAULT_PRICES.items()
-    }
+    """Every destination with a line of its own anywhere (the default list, the plan, the
+    shop), at the price a message to it is charged (`unit_price`'s choice) and where that
+    price comes from: a shop's or a plan's "*" line prices the default list's countries too."""
+    owner = prices.c.shop_id == shop_id
     if plan is not None:
-        for r in conn.execute(
-            select(prices).where(prices.c.plan_id == plan, prices.c.shop_id.is_(None))
-        ):
-            table[(r.channel, r.country)] = {"source": "plan", "unit_price": fmt(r.unit_price)}
-    for r in conn.execute(select(prices).where(prices.c.shop_id == shop_id)):
-        table[(r.channel, r.country)] = {"source": "shop", "unit_price": fmt(r.unit_price)}
-    return [
-        {"channel": ch, "country": country, **value}
-        for (ch, country), value in sorted(table.items())
-    ]
+        owner = or_(owner, and_(prices.c.plan_id == plan, prices.c.shop_id.is_(None)))
+    rows = conn.execute(
+        select(prices.c.shop_id, prices.c.channel, prices.c.country, prices.c.unit_price).where(
+            owner
+        )
+    ).all()
+    keys = {(ch.value, country) for ch, country in DEFAULT_PRICES}
+    keys |= {(r.channel, r.country) for r in rows}
+    out: list[dict[str, object]] = []
+    for ch, country in sorted(keys):
+        channel = Channel(ch)
+        source, price = _choose([r for r in rows if r.channel == ch], channel, country)
+        out.append({"channel": ch, "country": country, "source": source, "unit_price": fmt(price)})
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -12,7 +11,13 @@ from sqlalchemy import update
 
 from orderbell.api.deps import Read, ServicesDep, ShopId
 from orderbell.api.ids import RowIdFilter
-from orderbell.api.schemas import CreditSettingsIn, PackageIn, PricesIn, TopUpIn
+from orderbell.api.schemas import (
+    CreditSettingsIn,
+    PackageIn,
+    PricesIn,
+    TopUpIn,
+    instant_problem,
+)
 from orderbell.billing import credits, prices
 from orderbell.errors import InvalidInput
 from orderbell.store.schema import credit_accounts
@@ -44,13 +49,14 @@ def get_ledger(
     rule_id: RowIdFilter = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before: int | None = None,
+    before: RowIdFilter = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Ledger entries, newest first; page with ?before=<last id>."""
     for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput("must carry a timezone offset", field=name)
+        problem = None if value is None else instant_problem(value)
+        if problem is not None:
+            raise InvalidInput(problem, field=name)
     items = credits.entries(
         conn,
         shop,
@@ -100,6 +106,7 @@ def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> An
     """Billing day, spending cap, low-balance thresholds, charging policy, price plan."""
     values: dict[str, Any] = {}
     with svc.engine.begin() as conn:
+        acct = credits.account(conn, shop, lock=True)
         if body.mode is not None:
             values["mode"] = body.mode
         if body.billing_day is not None:
@@ -109,11 +116,16 @@ def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> An
         elif body.monthly_cap is not None:
             values["monthly_cap"] = credits.parse_amount(body.monthly_cap, field="monthly_cap")
         if body.low_balance_thresholds is not None:
-            values["low_balance_thresholds"] = sorted(
-                str(credits.parse_amount(t, field=f"low_balance_thresholds[{i}]"))
+            thresholds = {
+                credits.parse_amount(t, field=f"low_balance_thresholds[{i}]")
                 for i, t in enumerate(body.low_balance_thresholds)
-            )
-            values["low_balance_below"] = []
+            }
+            values["low_balance_thresholds"] = [str(t) for t in sorted(thresholds)]
+            # a threshold kept stays notified (its e-mail went out for this crossing); a new
+            # one is checked against the balance at the next change
+            values["low_balance_below"] = [
+                str(t) for t in sorted(set(acct.low_balance_below) & thresholds)
+            ]
         if body.charge_failed_after_submission is not None:
             values["charge_failed_after_submission"] = body.charge_failed_after_submission
         if body.notify_email is not None:
@@ -122,7 +134,6 @@ def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> An
             values["notify_email"] = parse_email(body.notify_email, field="notify_email")
         if body.plan is not None:
             values["plan_id"] = prices.plan_id(conn, body.plan)
-        credits.account(conn, shop, lock=True)
         if values:
             conn.execute(
                 update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
@@ -145,7 +156,7 @@ def add_package(svc: ServicesDep, shop: ShopId, body: PackageIn) -> Any:
             carry_over=body.carry_over,
             carry_cap=body.carry_cap,
             carry_months=body.carry_months,
-            price=Decimal(body.price) if body.price is not None else None,
+            price=None if body.price is None else credits.parse_package_price(body.price),
             now=svc.clock.now(),
         )
         return {"id": package_id, **credits.summary(conn, shop, svc.clock.now())}
