@@ -1117,3 +1117,25 @@ def test_saving_the_same_thresholds_again_sends_no_second_notice(
     post(client, shop, order_event("L-3"))  # 0.05 → 0.00: crosses the new 0.04 only
     drain(services)
     assert len(notices()) == 2 and "below 0.04" in notices()[-1]
+
+
+def test_a_top_up_past_the_most_an_account_holds_is_refused_whole(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """The balance's columns hold under 10^12 on PostgreSQL: a top-up that would take it past
+    MAX_BALANCE is a 422 naming the amount, not a database error, and changes nothing."""
+    shop = billed_shop(client, "1")
+    with services.engine.begin() as conn:  # 2 short of the ceiling, as an operator's credit
+        credits.adjust(conn, shop["id"], credits.MAX_BALANCE - 3, note="setup", actor="test",
+                       now=clock.now())  # fmt: skip
+    assert_ledger_adds_up(services)
+    before = summary(client, shop)
+    r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "2.5"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "amount"
+    assert "at most 100000000000" in r.json()["error"]["message"]
+    assert summary(client, shop) == before
+    r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "2"})
+    assert r.status_code == 201, r.text
+    assert summary(client, shop)["balance"] == "100000000000.0000"
+    assert_ledger_adds_up(services)

@@ -63,6 +63,9 @@ KINDS = (
     "adjustment",
 )
 MAX_TOPUP = Decimal("1000000000")
+#: The most credit an account can hold: a tenth of what its columns can (Numeric(18, 6):
+#: under 10^12 on PostgreSQL), so no top-up ends in a database error.
+MAX_BALANCE = Decimal("100000000000")
 _ZERO = Decimal(0)
 PLACES = 4
 HOLD_REASONS = ("insufficient_credit", "spending_cap")
@@ -1047,7 +1050,13 @@ def topup(
 ) -> dict[str, Any]:
     """Add prepaid credit, then send held messages that are still valid, in order."""
     value = parse_amount(amount)
-    account(conn, shop_id, lock=True)
+    acct = account(conn, shop_id, lock=True)
+    if acct.balance + value > MAX_BALANCE:
+        raise InvalidInput(
+            f"would take the balance to {fmt(acct.balance + value)}; an account holds at most "
+            f"{MAX_BALANCE}",
+            field="amount",
+        )
     _entry(conn, shop_id, now, "topup", credits=value, actor=actor, reference=reference)
     released = resume_held(conn, shop_id, now, actor=actor)
     _check_low_balance(conn, shop_id, now)
