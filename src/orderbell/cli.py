@@ -398,7 +398,8 @@ def credits_topup(
                 conn, shop_id, amount, reference=reference, actor="cli", now=svc.clock.now()
             )
     except OrderbellError as exc:
-        raise fail(exc.message, "--amount" if exc.field == "amount" else exc.field) from None
+        field = f"--{exc.field}" if exc.field in ("amount", "reference") else exc.field
+        raise fail(exc.message, field) from None
     print(json.dumps(result, indent=2))
 
 

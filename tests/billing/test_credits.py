@@ -1139,3 +1139,88 @@ def test_a_top_up_past_the_most_an_account_holds_is_refused_whole(
     assert r.status_code == 201, r.text
     assert summary(client, shop)["balance"] == "100000000000.0000"
     assert_ledger_adds_up(services)
+
+
+def _topup_entries(services: Services, reference: str) -> list[tuple[int, Decimal]]:
+    with services.engine.connect() as conn:
+        rows = conn.execute(
+            select(ledger.c.shop_id, ledger.c.credits)
+            .where(ledger.c.kind == "topup", ledger.c.reference == reference)
+            .order_by(ledger.c.id)
+        ).all()
+    return [(int(s), credits.money(c)) for s, c in rows]
+
+
+def test_a_top_up_posted_again_with_its_reference_is_credited_once(
+    client: TestClient, services: Services
+) -> None:
+    """A payment notice retried: the same reference and amount answer 200, `duplicate`,
+    crediting nothing; another amount under that reference is a 409 naming it. References
+    are the shop's own: another shop may use the same one, and no reference means no check."""
+    shop, other = billed_shop(client, None), billed_shop(client, None, slug="other")
+
+    def top_up(who: dict[str, Any], amount: str, reference: str | None) -> Any:
+        return client.post("/v1/credits/topups", headers=who["auth"],
+                           json={"amount": amount, "reference": reference})  # fmt: skip
+
+    first = top_up(shop, "5", "pay_9")
+    assert first.status_code == 201 and first.json()["duplicate"] is False, first.text
+    again = top_up(shop, "5.00", "pay_9")
+    assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
+    assert again.json()["balance"] == "5.0000"
+    conflict = top_up(shop, "6", "pay_9")
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.json()["error"]["field"] == "reference"
+    assert "5.0000" in conflict.json()["error"]["message"]
+    assert top_up(other, "6", "pay_9").status_code == 201
+    for _ in range(2):
+        assert top_up(shop, "1", None).status_code == 201
+    assert summary(client, shop)["balance"] == "7.0000"
+    assert _topup_entries(services, "pay_9") == [
+        (shop["id"], Decimal(5)),
+        (other["id"], Decimal(6)),
+    ]
+    assert_ledger_adds_up(services)
+
+
+def test_the_same_top_up_posted_at_once_from_many_threads_is_credited_once(
+    client: TestClient, services: Services
+) -> None:
+    """Checked under the account's lock: of 8 requests racing with one reference, one
+    credits and 7 answer `duplicate`."""
+    shop = billed_shop(client, None)
+    answers: list[int] = []
+    errors: list[BaseException] = []
+
+    def post_it() -> None:
+        try:
+            r = client.post("/v1/credits/topups", headers=shop["auth"],
+                            json={"amount": "2.5", "reference": "pay_race"})  # fmt: skip
+            answers.append(r.status_code)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(answers) == [200] * 7 + [201]
+    assert summary(client, shop)["balance"] == "2.5000"
+    assert _topup_entries(services, "pay_race") == [(shop["id"], Decimal("2.5"))]
+
+
+def test_the_reference_lookup_reads_the_partial_index_of_top_ups(services: Services) -> None:
+    """Not a scan of the shop's whole ledger: the query's kind = 'topup' is the partial
+    index's own condition, so each database can use it (PostgreSQL is told not to scan the
+    table, which it would prefer while the table is this small)."""
+    with services.engine.begin() as conn:
+        db = Driver(conn)
+        if not db.sqlite:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        explain = "EXPLAIN QUERY PLAN " if db.sqlite else "EXPLAIN "
+        plan = " ".join(
+            str(row[-1]) for row in db.rows(explain + credits._TOPUP_WITH_REFERENCE, (1, "p"))
+        )
+    assert "ix_ledger_topup_reference" in plan, plan

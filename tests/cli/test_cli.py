@@ -261,6 +261,13 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     assert json.loads(topped.stdout)["amount"] == "12.5000"
     shown = json.loads(orderbell(demo_env, "credits", "show", "--shop", "demo").stdout)
     assert shown["mode"] == "prepaid" and float(shown["available"]) > 12.5
+    again = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "12.5",
+                      "--reference", "pay_42")  # fmt: skip
+    assert again.returncode == 0 and json.loads(again.stdout)["duplicate"] is True
+    assert json.loads(again.stdout)["available"] == shown["available"]  # not credited twice
+    other = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "3",
+                      "--reference", "pay_42")  # fmt: skip
+    assert other.returncode != 0 and "error in --reference" in other.stderr, other.stderr
     statement = orderbell(demo_env, "credits", "statement", "--shop", "demo",
                           "--month", "2026-11", "--csv")  # fmt: skip
     assert statement.returncode == 0, statement.stderr

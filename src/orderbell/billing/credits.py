@@ -32,7 +32,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, u
 from orderbell.billing.prices import Quote, destination_country, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
 from orderbell.domain.model import Channel, MessageStatus
-from orderbell.errors import InvalidInput, NotFound
+from orderbell.errors import Conflict, InvalidInput, NotFound
 from orderbell.store import claims
 from orderbell.store import messages as message_store
 from orderbell.store.driver import Driver, json_out, marks
@@ -1039,6 +1039,13 @@ def refund_after_submission(conn: Connection, message_id: int, now: datetime, ac
 # --------------------------------------------------------------- top-ups and holds
 
 
+#: The shop's top-up with this reference (`ix_ledger_topup_reference`: the kind is written as
+#: the partial index's own condition, so both databases can use it).
+_TOPUP_WITH_REFERENCE = (
+    "SELECT credits FROM ledger WHERE shop_id = ? AND kind = 'topup' AND reference = ? LIMIT 1"
+)
+
+
 def topup(
     conn: Connection,
     shop_id: int,
@@ -1048,9 +1055,22 @@ def topup(
     actor: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """Add prepaid credit, then send held messages that are still valid, in order."""
+    """Add prepaid credit, then send held messages that are still valid, in order. A
+    `reference` (e.g. a payment id) already credited to the shop is not credited again: the
+    same amount answers as before, marked `duplicate` (a retried payment notice); another
+    amount is a Conflict naming it."""
     value = parse_amount(amount)
-    acct = account(conn, shop_id, lock=True)
+    acct = account(conn, shop_id, lock=True)  # (under it, no other top-up can slip in)
+    if reference is not None:
+        earlier = Driver(conn).rows(_TOPUP_WITH_REFERENCE, (shop_id, reference))
+        if earlier:
+            if money(earlier[0][0]) != value:
+                raise Conflict(
+                    f"reference {reference!r} was already used by a top-up of {fmt(earlier[0][0])}",
+                    field="reference",
+                )
+            return {"amount": fmt(value), "released": 0, "duplicate": True,
+                    **summary(conn, shop_id, now)}  # fmt: skip
     if acct.balance + value > MAX_BALANCE:
         raise InvalidInput(
             f"would take the balance to {fmt(acct.balance + value)}; an account holds at most "
@@ -1060,7 +1080,8 @@ def topup(
     _entry(conn, shop_id, now, "topup", credits=value, actor=actor, reference=reference)
     released = resume_held(conn, shop_id, now, actor=actor)
     _check_low_balance(conn, shop_id, now)
-    return {"amount": fmt(value), "released": released, **summary(conn, shop_id, now)}
+    return {"amount": fmt(value), "released": released, "duplicate": False,
+            **summary(conn, shop_id, now)}  # fmt: skip
 
 
 def adjust(

@@ -408,6 +408,15 @@ ledger = Table(
 )
 Index("ix_ledger_shop_at", ledger.c.shop_id, ledger.c.at)
 Index("ix_ledger_message", ledger.c.message_id)
+#: A top-up's reference (a payment id) is looked up before crediting it again (a retried
+#: payment notice); partial: no other entry is in it, so reservations never write to it.
+Index(
+    "ix_ledger_topup_reference",
+    ledger.c.shop_id,
+    ledger.c.reference,
+    sqlite_where=ledger.c.kind == "topup",
+    postgresql_where=ledger.c.kind == "topup",
+)
 
 
 # ---------------------------------------------------------------- admin web users

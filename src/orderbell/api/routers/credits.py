@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import update
 
@@ -32,12 +32,17 @@ def get_credits(svc: ServicesDep, conn: Read, shop: ShopId) -> Any:
 
 
 @router.post("/topups", status_code=201)
-def top_up(svc: ServicesDep, shop: ShopId, body: TopUpIn) -> Any:
-    """Add prepaid credit; held messages that are still valid go out, in order."""
+def top_up(svc: ServicesDep, shop: ShopId, body: TopUpIn, response: Response) -> Any:
+    """Add prepaid credit; held messages that are still valid go out, in order. A reference
+    already credited (a retried payment notice) answers 200 with `duplicate`, crediting
+    nothing; with another amount it is a 409."""
     with svc.engine.begin() as conn:
-        return credits.topup(
+        result = credits.topup(
             conn, shop, body.amount, reference=body.reference, actor="api", now=svc.clock.now()
         )
+    if result["duplicate"]:
+        response.status_code = 200
+    return result
 
 
 @router.get("/ledger")
