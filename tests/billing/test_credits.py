@@ -1173,9 +1173,12 @@ def test_a_top_up_posted_again_with_its_reference_is_credited_once(
     assert conflict.json()["error"]["field"] == "reference"
     assert "5.0000" in conflict.json()["error"]["message"]
     assert top_up(other, "6", "pay_9").status_code == 201
-    for _ in range(2):
-        assert top_up(shop, "1", None).status_code == 201
-    assert summary(client, shop)["balance"] == "7.0000"
+    assert top_up(shop, "5", "  pay_9 ").json()["duplicate"] is True  # blanks around: the same
+    for blank in (None, "", "   ", None):  # no reference: nothing to match, each one credited
+        assert top_up(shop, "1", blank).status_code == 201
+    too_long = top_up(shop, "1", "x" * 201)
+    assert too_long.status_code == 422 and too_long.json()["error"]["field"] == "reference"
+    assert summary(client, shop)["balance"] == "9.0000"
     assert _topup_entries(services, "pay_9") == [
         (shop["id"], Decimal(5)),
         (other["id"], Decimal(6)),
@@ -1213,14 +1216,48 @@ def test_the_same_top_up_posted_at_once_from_many_threads_is_credited_once(
 
 def test_the_reference_lookup_reads_the_partial_index_of_top_ups(services: Services) -> None:
     """Not a scan of the shop's whole ledger: the query's kind = 'topup' is the partial
-    index's own condition, so each database can use it (PostgreSQL is told not to scan the
-    table, which it would prefer while the table is this small)."""
+    index's own condition, so each database uses it (PostgreSQL is told not to scan the
+    table, which it would prefer while the table is this small); and the index is partial,
+    so no reservation, debit or release is written to it."""
     with services.engine.begin() as conn:
         db = Driver(conn)
-        if not db.sqlite:
+        if db.sqlite:
+            [definition] = db.rows(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_ledger_topup_reference'"
+            )[0]
+        else:
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            [definition] = db.rows(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_ledger_topup_reference'"
+            )[0]
         explain = "EXPLAIN QUERY PLAN " if db.sqlite else "EXPLAIN "
         plan = " ".join(
             str(row[-1]) for row in db.rows(explain + credits._TOPUP_WITH_REFERENCE, (1, "p"))
         )
     assert "ix_ledger_topup_reference" in plan, plan
+    assert "WHERE" in definition.upper() and "'topup'" in definition, definition
+
+
+def test_a_retry_waiting_on_the_account_lock_sees_the_first_top_up_and_credits_nothing(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """The reference is looked up under the account's lock: a retry arriving while the first
+    top-up is still uncommitted waits for it, then answers duplicate. (Without the lock,
+    PostgreSQL's retry would not see the uncommitted entry and would credit it again.)"""
+    shop = billed_shop(client, None)
+    answer: list[Any] = []
+
+    def retry() -> None:
+        answer.append(client.post("/v1/credits/topups", headers=shop["auth"],
+                                  json={"amount": "4", "reference": "pay_slow"}))  # fmt: skip
+
+    waiting = threading.Thread(target=retry)
+    with services.engine.begin() as conn:
+        credits.topup(conn, shop["id"], "4", reference="pay_slow", actor="test", now=clock.now())
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive() and answer == []  # held by the lock until the commit
+    waiting.join(timeout=30)
+    [r] = answer
+    assert r.status_code == 200 and r.json()["duplicate"] is True, r.text
+    assert summary(client, shop)["balance"] == "4.0000"

@@ -268,6 +268,10 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     other = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "3",
                       "--reference", "pay_42")  # fmt: skip
     assert other.returncode != 0 and "error in --reference" in other.stderr, other.stderr
+    long = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "3",
+                     "--reference", "x" * 201)  # fmt: skip
+    assert long.returncode != 0 and "error in --reference" in long.stderr, long.stderr
+    assert "Traceback" not in long.stderr
     statement = orderbell(demo_env, "credits", "statement", "--shop", "demo",
                           "--month", "2026-11", "--csv")  # fmt: skip
     assert statement.returncode == 0, statement.stderr

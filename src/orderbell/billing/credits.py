@@ -1042,8 +1042,20 @@ def refund_after_submission(conn: Connection, message_id: int, now: datetime, ac
 #: The shop's top-up with this reference (`ix_ledger_topup_reference`: the kind is written as
 #: the partial index's own condition, so both databases can use it).
 _TOPUP_WITH_REFERENCE = (
-    "SELECT credits FROM ledger WHERE shop_id = ? AND kind = 'topup' AND reference = ? LIMIT 1"
+    "SELECT credits FROM ledger WHERE shop_id = ? AND kind = 'topup' AND reference = ? "
+    "ORDER BY id LIMIT 1"
 )
+#: As long as the ledger's reference column.
+MAX_REFERENCE = 200
+
+
+def parse_reference(value: str | None, field: str = "reference") -> str | None:
+    """A top-up's reference (e.g. a payment id) without surrounding blanks; a blank one is
+    no reference (never matched as a duplicate); at most MAX_REFERENCE characters."""
+    cleaned = (value or "").strip() or None
+    if cleaned is not None and len(cleaned) > MAX_REFERENCE:
+        raise InvalidInput(f"must be at most {MAX_REFERENCE} characters", field=field)
+    return cleaned
 
 
 def topup(
@@ -1060,6 +1072,7 @@ def topup(
     same amount answers as before, marked `duplicate` (a retried payment notice); another
     amount is a Conflict naming it."""
     value = parse_amount(amount)
+    reference = parse_reference(reference)
     acct = account(conn, shop_id, lock=True)  # (under it, no other top-up can slip in)
     if reference is not None:
         earlier = Driver(conn).rows(_TOPUP_WITH_REFERENCE, (shop_id, reference))
@@ -1530,8 +1543,9 @@ def entries(
     return [_entry_json(r) for r in rows]
 
 
-#: The months a statement can be asked for: from the Unix epoch to the last month whose end
-#: (the next month's first day, in the shop's timezone) a date can still hold.
+#: The months a statement can be asked for: from the Unix epoch to the end of year 9998 (a
+#: month's end is the next month's first day in the shop's timezone, then in UTC: a date
+#: must hold both, with room to spare).
 FIRST_MONTH, LAST_MONTH = date(1970, 1, 1), date(9998, 12, 1)
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
