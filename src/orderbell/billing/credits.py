@@ -1045,8 +1045,8 @@ _TOPUP_WITH_REFERENCE = (
     "SELECT credits FROM ledger WHERE shop_id = ? AND kind = 'topup' AND reference = ? "
     "ORDER BY id LIMIT 1"
 )
-#: As long as the ledger's reference column.
-MAX_REFERENCE = 200
+#: The ledger's reference column's length.
+MAX_REFERENCE: int = ledger.c.reference.type.length  # type: ignore[attr-defined]
 
 
 def parse_reference(value: str | None, field: str = "reference") -> str | None:
