@@ -1260,3 +1260,98 @@ def test_a_retry_waiting_on_the_account_lock_sees_the_first_top_up_and_credits_n
     [r] = answer
     assert r.status_code == 200 and r.json()["duplicate"] is True, r.text
     assert summary(client, shop)["balance"] == "4.0000"
+
+
+def _entry_ids(services: Services, shop_id: int) -> list[int]:
+    """The shop's ledger ids, newest first by time, then by id (as the listing pages them)."""
+    with services.engine.connect() as conn:
+        rows = conn.execute(
+            select(ledger.c.id).where(ledger.c.shop_id == shop_id)
+            .order_by(ledger.c.at.desc(), ledger.c.id.desc())
+        )  # fmt: skip
+        return [int(r.id) for r in rows]
+
+
+def test_the_ledger_pages_through_every_entry_once_newest_first(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Pages follow one another by next_before through entries sharing an instant, and
+    through one written after the clock jumped back (listed by its time); another shop's
+    entries, written in between, never appear."""
+    start = datetime.fromisoformat(AT)
+    clock.set(start)
+    shop, other = billed_shop(client, "1"), billed_shop(client, "1", slug="other")
+    for at in (start + timedelta(hours=1), start + timedelta(hours=1),
+               start - timedelta(days=1), start + timedelta(hours=2)):  # fmt: skip
+        clock.set(at)
+        for each in (shop, other):
+            r = client.post("/v1/credits/topups", headers=each["auth"], json={"amount": "1"})
+            assert r.status_code == 201, r.text
+    listed: list[int] = []
+    params: dict[str, Any] = {"limit": 2}
+    for _ in range(10):  # bounded: 5 entries, 2 a page
+        r = client.get("/v1/credits/ledger", headers=shop["auth"], params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        listed += [e["id"] for e in page["items"]]
+        if page["next_before"] is None:
+            break
+        params["before"] = page["next_before"]
+    expected = _entry_ids(services, shop["id"])
+    assert len(expected) == 5 and listed == expected
+    ats = [e["at"] for e in client.get("/v1/credits/ledger", headers=shop["auth"]).json()["items"]]
+    assert ats == sorted(ats, reverse=True) and ats[-1].startswith("2026-11-19")  # jumped back
+
+
+def test_a_page_after_another_shops_entry_or_none_is_a_422(
+    client: TestClient, services: Services
+) -> None:
+    shop, other = billed_shop(client, "1"), billed_shop(client, "1", slug="other")
+    [theirs] = _entry_ids(services, other["id"])
+    for before in (theirs, theirs + 1000):
+        r = client.get("/v1/credits/ledger", headers=shop["auth"], params={"before": before})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["field"] == "before"
+
+
+def _ledger_reads(services: Services) -> list[tuple[str, Any]]:
+    """The queries of ledger rows, with their parameters, as they run from now on."""
+    seen: list[tuple[str, Any]] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if "FROM ledger" in statement and "ORDER BY" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(services.engine, "before_cursor_execute", listen)
+    return seen
+
+
+def test_a_page_of_the_ledger_is_read_through_the_shops_index(
+    client: TestClient, services: Services
+) -> None:
+    """A page is read from the shop's own entries, newest first, through ix_ledger_shop_at
+    (not by scanning every shop's ledger backwards, as ordering by id alone did); a message's
+    entries through ix_ledger_message."""
+    shop = billed_shop(client, "1")
+    post(client, shop, order_event("I-1"))
+    [newest, *_] = _entry_ids(services, shop["id"])
+    reads = _ledger_reads(services)
+    for params in ({}, {"before": newest}, {"message_id": 1}):
+        r = client.get("/v1/credits/ledger", headers=shop["auth"], params=params)
+        assert r.status_code == 200, r.text
+    reads = list(reads)  # (the EXPLAINs below are not among them)
+    assert len(reads) == 3
+    with services.engine.begin() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if not sqlite:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plans = [
+            " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, parameters
+            ))
+            for statement, parameters in reads
+        ]  # fmt: skip
+    assert "ix_ledger_shop_at" in plans[0] and "ix_ledger_shop_at" in plans[1], plans
+    assert "ix_ledger_message" in plans[2], plans
+    if sqlite:  # read in the index's order: nothing to sort
+        assert "TEMP B-TREE" not in plans[0] + plans[1], plans

@@ -57,7 +57,7 @@ def get_ledger(
     before: RowIdFilter = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
-    """Ledger entries, newest first; page with ?before=<last id>."""
+    """Ledger entries, newest first (by time, then id); page with ?before=<next_before>."""
     for name, value in (("since", since), ("until", until)):
         problem = None if value is None else instant_problem(value)
         if problem is not None:
