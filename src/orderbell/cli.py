@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -14,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Connection
 
 from orderbell.api.schemas import ApiKeyIn, EventIn, ShopIn
 from orderbell.clock import ManualClock
@@ -390,17 +392,49 @@ def credits_topup(
     """Add prepaid credit; held messages still valid go out in order."""
     from orderbell.billing import credits
 
+    _change_credits(
+        shop,
+        lambda conn, shop_id, now: credits.topup(
+            conn, shop_id, amount, reference=reference, actor="cli", now=now
+        ),
+        ("amount", "reference"),
+    )
+
+
+def _change_credits(
+    shop: str,
+    change: Callable[[Connection, int, datetime], dict[str, Any]],
+    options: tuple[str, ...],
+) -> None:
+    """Run a change of the shop's credits in one transaction and print its result; an error
+    in one of the `options` names it as the command line does (--amount)."""
     svc = _services()
     shop_id = _shop_id(svc, shop)
     try:
         with svc.engine.begin() as conn:
-            result = credits.topup(
-                conn, shop_id, amount, reference=reference, actor="cli", now=svc.clock.now()
-            )
+            result = change(conn, shop_id, svc.clock.now())
     except OrderbellError as exc:
-        field = f"--{exc.field}" if exc.field in ("amount", "reference") else exc.field
+        field = f"--{exc.field}" if exc.field in options else exc.field
         raise fail(exc.message, field) from None
     print(json.dumps(result, indent=2))
+
+
+@credits_app.command("adjust")
+def credits_adjust(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    amount: Annotated[str, typer.Option(help='credits given ("2.50") or taken back ("-2.50")')],
+    note: Annotated[str, typer.Option(help="why the credit is corrected")],
+) -> None:
+    """Correct prepaid credit by hand, saying why; credit given releases held messages."""
+    from orderbell.billing import credits
+
+    _change_credits(
+        shop,
+        lambda conn, shop_id, now: credits.adjust(
+            conn, shop_id, amount, note=note, actor="cli", now=now
+        ),
+        ("amount", "note"),
+    )
 
 
 @credits_app.command("statement")

@@ -1124,9 +1124,9 @@ def test_a_top_up_past_the_most_an_account_holds_is_refused_whole(
     """The balance's columns hold under 10^12 on PostgreSQL: a top-up that would take it past
     MAX_BALANCE is a 422 naming the amount, not a database error, and changes nothing."""
     shop = billed_shop(client, "1")
-    with services.engine.begin() as conn:  # 2 short of the ceiling, as an operator's credit
-        credits.adjust(conn, shop["id"], credits.MAX_BALANCE - 3, note="setup", actor="test",
-                       now=clock.now())  # fmt: skip
+    with services.engine.begin() as conn:  # 2 short of the ceiling (past any one correction)
+        credits._entry(conn, shop["id"], clock.now(), "adjustment", actor="test", note="setup",
+                       credits=credits.MAX_BALANCE - 3)  # fmt: skip
     assert_ledger_adds_up(services)
     before = summary(client, shop)
     r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "2.5"})
@@ -1355,3 +1355,70 @@ def test_a_page_of_the_ledger_is_read_through_the_shops_index(
     assert "ix_ledger_message" in plans[2], plans
     if sqlite:  # read in the index's order: nothing to sort
         assert "TEMP B-TREE" not in plans[0] + plans[1], plans
+
+
+def _adjust(client: TestClient, shop: dict[str, Any], amount: Any, note: Any = "x") -> Any:
+    return client.post("/v1/credits/adjustments", headers=shop["auth"],
+                       json={"amount": amount, "note": note})  # fmt: skip
+
+
+def test_an_adjustment_gives_or_takes_back_credit_and_says_why(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A correction by hand is an adjustment entry with its note and actor. Taken back, it
+    never reaches credit reserved for planned messages; given, it releases held messages as
+    a top-up does. The month's statement shows what corrections added up to."""
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("J-1"))  # reserves 0.05
+    r = _adjust(client, shop, "-0.95", "  refunded to the card  ")
+    assert r.status_code == 201, r.text
+    assert (r.json()["amount"], r.json()["note"]) == ("-0.9500", "refunded to the card")
+    assert (r.json()["available"], r.json()["reserved"]) == ("0.0000", "0.0500")
+    before, entries = summary(client, shop), _entry_ids(services, shop["id"])
+    r = _adjust(client, shop, "-0.0001")  # only reserved credit is left
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "amount" and "reserved" in r.json()["error"]["message"]
+    assert summary(client, shop) == before and _entry_ids(services, shop["id"]) == entries
+    [held] = post(client, shop, order_event("J-2"))["messages"]
+    assert held["status"] == "held" and held["reason"].startswith("insufficient_credit")
+    r = _adjust(client, shop, "0.05", "goodwill: late parcel")
+    assert r.status_code == 201, r.text
+    assert r.json()["released"] == 1 and r.json()["reserved"] == "0.1000"
+    assert [m["status"] for m in messages(client, shop)] == ["scheduled", "scheduled"]
+    listed = client.get("/v1/credits/ledger", headers=shop["auth"],
+                        params={"kind": "adjustment"}).json()["items"]  # fmt: skip
+    assert [(e["credits"], e["note"], e["actor"]) for e in listed] == [
+        ("0.0500", "goodwill: late parcel", "api"), ("-0.9500", "refunded to the card", "api")
+    ]  # fmt: skip
+    month = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "2026-11"})
+    assert month.json()["adjustments"] == "-0.9000" and month.json()["topups"] == "1.0000"
+    assert_ledger_adds_up(services)
+
+
+@pytest.mark.parametrize(
+    ("amount", "note", "field"),
+    [
+        ("0", "x", "amount"),
+        ("-0.0000", "x", "amount"),
+        ("1.00001", "x", "amount"),  # more than four places
+        ("-1.00001", "x", "amount"),
+        ("abc", "x", "amount"),
+        (5.5, "x", "amount"),  # a JSON number: amounts are written as strings
+        ("1000000001", "x", "amount"),  # past a top-up's maximum
+        ("--1", "x", "amount"),
+        ("1", "", "note"),
+        ("1", "   ", "note"),
+        ("1", "x" * 301, "note"),
+        ("1", None, "note"),
+    ],
+)
+def test_bad_adjustments_are_a_422_naming_the_field_and_change_nothing(
+    client: TestClient, services: Services, amount: Any, note: Any, field: str
+) -> None:
+    shop = billed_shop(client, "1")
+    before, entries = summary(client, shop), _entry_ids(services, shop["id"])
+    r = _adjust(client, shop, amount, note)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field, r.text
+    assert summary(client, shop) == before and _entry_ids(services, shop["id"]) == entries

@@ -29,6 +29,7 @@ from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
 from orderbell.clock import ManualClock
 from orderbell.compose import build
 from orderbell.domain.model import Channel
+from orderbell.errors import InvalidInput
 from orderbell.settings import Settings
 from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
@@ -151,6 +152,24 @@ class LedgerMachine(RuleBasedStateMachine):
         with self.svc.engine.begin() as conn:
             credits.topup(conn, self.shop_id, str(amount), reference=None, actor="m",
                           now=self.clock.now())  # fmt: skip
+
+    @rule(
+        amount=st.decimals(min_value=Decimal("-0.50"), max_value=Decimal("0.50"), places=2).filter(
+            lambda d: d != 0
+        )
+    )
+    def adjust(self, amount: Decimal) -> None:
+        """A correction by hand: credit given (releasing held messages), or available
+        credit taken back; taking back more than is available is refused, writing nothing."""
+        with self.svc.engine.begin() as conn:
+            available = credits.account(conn, self.shop_id, lock=True).available
+            try:
+                credits.adjust(conn, self.shop_id, str(amount), note="m", actor="m",
+                               now=self.clock.now())  # fmt: skip
+            except InvalidInput:
+                assert available + amount < 0
+            else:
+                assert available + amount >= 0
 
     @rule(cap=st.sampled_from([None, "0.05", "0.20", "1"]))
     def spending_cap(self, cap: str | None) -> None:

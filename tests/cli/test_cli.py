@@ -280,6 +280,17 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     for amount in ("0", "-1", "abc", "1.00001"):
         bad = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", amount)
         assert bad.returncode != 0 and "error in --amount" in bad.stderr, bad.stderr
+    given = orderbell(demo_env, "credits", "adjust", "--shop", "demo", "--amount", "1.5",
+                      "--note", "goodwill: late parcel")  # fmt: skip
+    assert given.returncode == 0, given.stderr
+    assert json.loads(given.stdout)["amount"] == "1.5000"
+    assert json.loads(given.stdout)["note"] == "goodwill: late parcel"
+    for amount, note, named in (("-1000000", "too much", "--amount"), ("0", "zero", "--amount"),
+                                ("1", " ", "--note"), ("1", "x" * 301, "--note")):  # fmt: skip
+        bad = orderbell(demo_env, "credits", "adjust", "--shop", "demo", "--amount", amount,
+                        "--note", note)  # fmt: skip
+        assert bad.returncode != 0 and f"error in {named}" in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
     for month in ("11/2026", "9999-12", "0001-01"):  # the last two: a month without an end
         bad = orderbell(demo_env, "credits", "statement", "--shop", "demo", "--month", month)
         assert bad.returncode != 0 and "error in --month" in bad.stderr, bad.stderr

@@ -447,6 +447,17 @@ class TopUpIn(Input):
     )
 
 
+class AdjustmentIn(Input):
+    """A manual correction of prepaid credit, and why."""
+
+    amount: DecimalText = Field(
+        description='credits given (e.g. "2.50") or taken back ("-2.50"); at most 4 decimal places'
+    )
+    note: Annotated[str, Field(max_length=300)] = Field(
+        description="why the credit is corrected (shown in the ledger)"
+    )
+
+
 class PriceIn(Input):
     """One line of a price list."""
 

@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -1045,8 +1045,9 @@ _TOPUP_WITH_REFERENCE = (
     "SELECT credits FROM ledger WHERE shop_id = ? AND kind = 'topup' AND reference = ? "
     "ORDER BY id LIMIT 1"
 )
-#: The ledger's reference column's length.
+#: The ledger's reference and note columns' lengths.
 MAX_REFERENCE: int = ledger.c.reference.type.length  # type: ignore[attr-defined]
+MAX_NOTE: int = ledger.c.note.type.length  # type: ignore[attr-defined]
 
 
 def parse_reference(value: str | None, field: str = "reference") -> str | None:
@@ -1084,36 +1085,88 @@ def topup(
                 )
             return {"amount": fmt(value), "released": 0, "duplicate": True,
                     **summary(conn, shop_id, now)}  # fmt: skip
+    released = _credit(conn, acct, value, "topup", now=now, actor=actor, reference=reference)
+    return {"amount": fmt(value), "released": released, "duplicate": False,
+            **summary(conn, shop_id, now)}  # fmt: skip
+
+
+def _credit(
+    conn: Connection,
+    acct: Account,
+    value: Decimal,
+    kind: str,
+    *,
+    now: datetime,
+    actor: str,
+    **fields: Any,
+) -> int:
+    """Write a top-up's or a correction's entry on the locked account `acct` (refused past
+    MAX_BALANCE). Credit given sends held messages that are still valid, in order; returns
+    how many."""
     if acct.balance + value > MAX_BALANCE:
         raise InvalidInput(
             f"would take the balance to {fmt(acct.balance + value)}; an account holds at most "
             f"{MAX_BALANCE}",
             field="amount",
         )
-    _entry(conn, shop_id, now, "topup", credits=value, actor=actor, reference=reference)
-    released = resume_held(conn, shop_id, now, actor=actor)
-    _check_low_balance(conn, shop_id, now)
-    return {"amount": fmt(value), "released": released, "duplicate": False,
-            **summary(conn, shop_id, now)}  # fmt: skip
+    _entry(conn, acct.shop_id, now, kind, credits=value, actor=actor, **fields)
+    released = resume_held(conn, acct.shop_id, now, actor=actor) if value > 0 else 0
+    _check_low_balance(conn, acct.shop_id, now)
+    return released
+
+
+def parse_adjustment(value: object, field: str = "amount") -> Decimal:
+    """A correction in credits: positive gives credit, negative takes it back; not zero, at
+    most four places, at most a top-up's maximum either way."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = value.strip() if isinstance(value, str) else value
+    negative = isinstance(text, str) and text.startswith("-")
+    magnitude = parse_credits(
+        text[1:] if isinstance(text, str) and negative else text,
+        field,
+        maximum=MAX_TOPUP,
+        allow_zero=True,
+        example="-2.50",
+    )
+    if magnitude == 0:
+        raise InvalidInput(
+            "must not be zero: a positive amount gives credit, a negative one takes it back",
+            field=field,
+        )
+    return -magnitude if negative else magnitude
+
+
+def parse_note(value: object, field: str = "note") -> str:
+    """Why a correction was made: required, trimmed, at most MAX_NOTE characters."""
+    cleaned = value.strip() if isinstance(value, str) else ""
+    if not cleaned:
+        raise InvalidInput("must say why the credit is corrected", field=field)
+    if len(cleaned) > MAX_NOTE:
+        raise InvalidInput(f"must be at most {MAX_NOTE} characters", field=field)
+    return cleaned
 
 
 def adjust(
-    conn: Connection, shop_id: int, amount: object, *, note: str, actor: str, now: datetime
-) -> None:
-    """A manual correction (positive or negative); never below zero available."""
-    try:
-        value = Decimal(str(amount))
-    except InvalidOperation:
-        raise InvalidInput(f"{amount!r} is not a number", field="amount") from None
-    if not value.is_finite() or value == 0:
-        raise InvalidInput("must be a non-zero number", field="amount")
+    conn: Connection, shop_id: int, amount: object, *, note: object, actor: str, now: datetime
+) -> dict[str, Any]:
+    """A manual correction of prepaid credit, with the reason in its `note`: positive (a
+    goodwill credit, a refund outside the message flow) or negative (credit taken back).
+    Never takes more than is available (reserved credit belongs to messages planned), never
+    past the most an account holds. Credit given sends held messages that are still valid,
+    in order, as a top-up does."""
+    value = parse_adjustment(amount)
+    why = parse_note(note)
     acct = account(conn, shop_id, lock=True)
     if acct.available + value < 0:
         raise InvalidInput(
-            f"would leave {acct.available + value} credit; the balance cannot go negative",
+            f"would take back {fmt(-value)} with {fmt(acct.available)} available; reserved "
+            "credit belongs to messages already planned",
             field="amount",
         )
-    _entry(conn, shop_id, now, "adjustment", credits=value, actor=actor, note=note)
+    released = _credit(conn, acct, value, "adjustment", now=now, actor=actor, note=why)
+    return {"amount": fmt(value), "note": why, "released": released,
+            **summary(conn, shop_id, now)}  # fmt: skip
 
 
 def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
@@ -1617,14 +1670,18 @@ def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
         }
         for r in rows
     ]
-    topups = conn.execute(
-        select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
-            ledger.c.shop_id == shop_id,
-            ledger.c.at >= start,
-            ledger.c.at < end,
-            ledger.c.kind == "topup",
-        )
-    ).scalar_one()
+    moved = dict(
+        conn.execute(
+            select(ledger.c.kind, func.coalesce(func.sum(ledger.c.credits, type_=Money), 0))
+            .where(
+                ledger.c.shop_id == shop_id,
+                ledger.c.at >= start,
+                ledger.c.at < end,
+                ledger.c.kind.in_(("topup", "adjustment")),
+            )
+            .group_by(ledger.c.kind)
+        ).all()
+    )
     return {
         "month": _period_label(month),
         "from": start.isoformat(),
@@ -1632,7 +1689,8 @@ def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
         "lines": lines,
         "total_credits": fmt(sum((Decimal(x["credits"]) for x in lines), Decimal(0))),
         "total_messages": sum(x["messages"] for x in lines),
-        "topups": fmt(topups),
+        "topups": fmt(moved.get("topup", 0)),
+        "adjustments": fmt(moved.get("adjustment", 0)),
     }
 
 

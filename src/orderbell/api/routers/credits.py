@@ -12,6 +12,7 @@ from sqlalchemy import update
 from orderbell.api.deps import Read, ServicesDep, ShopId
 from orderbell.api.ids import RowIdFilter
 from orderbell.api.schemas import (
+    AdjustmentIn,
     CreditSettingsIn,
     PackageIn,
     PricesIn,
@@ -43,6 +44,17 @@ def top_up(svc: ServicesDep, shop: ShopId, body: TopUpIn, response: Response) ->
     if result["duplicate"]:
         response.status_code = 200
     return result
+
+
+@router.post("/adjustments", status_code=201)
+def adjust(svc: ServicesDep, shop: ShopId, body: AdjustmentIn) -> Any:
+    """Correct prepaid credit by hand, saying why: a positive amount gives credit (held
+    messages that are still valid go out, in order), a negative one takes back credit that
+    is available (never what is reserved for planned messages)."""
+    with svc.engine.begin() as conn:
+        return credits.adjust(
+            conn, shop, body.amount, note=body.note, actor="api", now=svc.clock.now()
+        )
 
 
 @router.get("/ledger")
