@@ -1411,6 +1411,9 @@ def test_an_adjustment_gives_or_takes_back_credit_and_says_why(
         ("1", "   ", "note"),
         ("1", "x" * 301, "note"),
         ("1", None, "note"),
+        ("1", "a\x00b", "note"),  # PostgreSQL's text cannot hold it
+        (" -1", "x", "amount"),
+        ("-+1", "x", "amount"),
     ],
 )
 def test_bad_adjustments_are_a_422_naming_the_field_and_change_nothing(
@@ -1422,3 +1425,17 @@ def test_bad_adjustments_are_a_422_naming_the_field_and_change_nothing(
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == field, r.text
     assert summary(client, shop) == before and _entry_ids(services, shop["id"]) == entries
+
+
+def test_a_note_is_trimmed_before_its_length_is_counted_and_a_nul_reference_is_a_422(
+    client: TestClient, services: Services
+) -> None:
+    shop = billed_shop(client, "1")
+    r = _adjust(client, shop, "1", "x" * 300 + "   ")
+    assert r.status_code == 201, r.text
+    assert r.json()["note"] == "x" * 300
+    r = client.post("/v1/credits/topups", headers=shop["auth"],
+                    json={"amount": "1", "reference": "pay\x00_1"})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "reference"
+    assert summary(client, shop)["balance"] == "2.0000"

@@ -272,6 +272,10 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
                      "--reference", "x" * 201)  # fmt: skip
     assert long.returncode != 0 and "error in --reference" in long.stderr, long.stderr
     assert "Traceback" not in long.stderr
+    garbled = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "3",
+                        "--reference", "pay\udcff")  # a byte that is not UTF-8  # fmt: skip
+    assert garbled.returncode != 0 and "error in --reference" in garbled.stderr, garbled.stderr
+    assert "Traceback" not in garbled.stderr
     statement = orderbell(demo_env, "credits", "statement", "--shop", "demo",
                           "--month", "2026-11", "--csv")  # fmt: skip
     assert statement.returncode == 0, statement.stderr
@@ -286,7 +290,9 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     assert json.loads(given.stdout)["amount"] == "1.5000"
     assert json.loads(given.stdout)["note"] == "goodwill: late parcel"
     for amount, note, named in (("-1000000", "too much", "--amount"), ("0", "zero", "--amount"),
-                                ("1", " ", "--note"), ("1", "x" * 301, "--note")):  # fmt: skip
+                                ("-+1", "sign", "--amount"), ("- 1", "blank", "--amount"),
+                                ("1", " ", "--note"), ("1", "x" * 301, "--note"),
+                                ("1", "bad\udcff", "--note")):  # (bytes that are not UTF-8)  # fmt: skip
         bad = orderbell(demo_env, "credits", "adjust", "--shop", "demo", "--amount", amount,
                         "--note", note)  # fmt: skip
         assert bad.returncode != 0 and f"error in {named}" in bad.stderr, bad.stderr

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -32,17 +33,15 @@ from orderbell.domain.model import (
     HolidayMode,
     TemplateKind,
     is_known_event_type,
+    text_problem,
 )
 from orderbell.errors import InvalidInput
 
 
 def _clean(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL bytes")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must not contain lone surrogates") from None
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -442,7 +441,7 @@ class TopUpIn(Input):
     """Prepaid credit bought by the shop."""
 
     amount: DecimalText = Field(description='credits, e.g. "25.00" (at most 4 decimal places)')
-    reference: Annotated[str, Field(max_length=200)] | None = Field(
+    reference: Annotated[str, Field(max_length=200), AfterValidator(_clean)] | None = Field(
         default=None, description="e.g. the payment id"
     )
 
@@ -453,9 +452,9 @@ class AdjustmentIn(Input):
     amount: DecimalText = Field(
         description='credits given (e.g. "2.50") or taken back ("-2.50"); at most 4 decimal places'
     )
-    note: Annotated[str, Field(max_length=300)] = Field(
-        description="why the credit is corrected (shown in the ledger)"
-    )
+    note: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=300), AfterValidator(_clean)
+    ] = Field(description="why the credit is corrected (shown in the ledger)")
 
 
 class PriceIn(Input):

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, t
 
 from orderbell.billing.prices import Quote, destination_country, fmt, money, parse_credits
 from orderbell.domain.calendar import at_local, local
-from orderbell.domain.model import Channel, MessageStatus
+from orderbell.domain.model import Channel, MessageStatus, text_problem
 from orderbell.errors import Conflict, InvalidInput, NotFound
 from orderbell.store import claims
 from orderbell.store import messages as message_store
@@ -1054,9 +1054,18 @@ def parse_reference(value: str | None, field: str = "reference") -> str | None:
     """A top-up's reference (e.g. a payment id) without surrounding blanks; a blank one is
     no reference (never matched as a duplicate); at most MAX_REFERENCE characters."""
     cleaned = (value or "").strip() or None
-    if cleaned is not None and len(cleaned) > MAX_REFERENCE:
-        raise InvalidInput(f"must be at most {MAX_REFERENCE} characters", field=field)
+    if cleaned is not None:
+        _check_text(cleaned, MAX_REFERENCE, field)
     return cleaned
+
+
+def _check_text(value: str, longest: int, field: str) -> None:
+    """A text the ledger can store: at most `longest` characters, storable (`text_problem`)."""
+    problem = text_problem(value)
+    if problem is None and len(value) > longest:
+        problem = f"must be at most {longest} characters"
+    if problem is not None:
+        raise InvalidInput(problem, field=field)
 
 
 def topup(
@@ -1115,12 +1124,19 @@ def _credit(
     return released
 
 
+#: A signed amount as written: digits, optionally a fraction, optionally a minus first.
+_SIGNED = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def parse_adjustment(value: object, field: str = "amount") -> Decimal:
     """A correction in credits: positive gives credit, negative takes it back; not zero, at
     most four places, at most a top-up's maximum either way."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and not _SIGNED.fullmatch(text):  # as the API's DecimalText
+        raise InvalidInput('must be a decimal number written as a string, e.g. "-2.50"',
+                           field=field)  # fmt: skip
     negative = isinstance(text, str) and text.startswith("-")
     magnitude = parse_credits(
         text[1:] if isinstance(text, str) and negative else text,
@@ -1142,8 +1158,7 @@ def parse_note(value: object, field: str = "note") -> str:
     cleaned = value.strip() if isinstance(value, str) else ""
     if not cleaned:
         raise InvalidInput("must say why the credit is corrected", field=field)
-    if len(cleaned) > MAX_NOTE:
-        raise InvalidInput(f"must be at most {MAX_NOTE} characters", field=field)
+    _check_text(cleaned, MAX_NOTE, field)
     return cleaned
 
 

@@ -297,3 +297,16 @@ class Plan:
     due_at: datetime  #: UTC
     expires_at: datetime | None  #: UTC
     notes: tuple[str, ...] = ()  #: why the due time is what it is ("deferred to 08:00 …")
+
+
+def text_problem(value: str) -> str | None:
+    """Why a text cannot be stored (None when it can): PostgreSQL's text refuses NUL bytes,
+    and a lone surrogate (what Python makes of bytes that are not UTF-8, e.g. from a command
+    line) has no UTF-8 form."""
+    if "\x00" in value:
+        return "must not contain NUL bytes"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone surrogates"
+    return None
