@@ -406,7 +406,7 @@ ledger = Table(
     Column("reference", String(200)),
     Column("note", String(300)),
 )
-Index("ix_ledger_shop_at", ledger.c.shop_id, ledger.c.at)
+Index("ix_ledger_shop_at", ledger.c.shop_id, ledger.c.at, ledger.c.id)
 Index("ix_ledger_message", ledger.c.message_id)
 #: A top-up's reference (a payment id) is looked up before crediting it again (a retried
 #: payment notice); partial: no other entry is in it, so reservations never write to it.
