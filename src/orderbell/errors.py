@@ -9,6 +9,7 @@ Hierarchy::
     ├── NotFound                        unknown id, or an id of another shop (HTTP 404)
     ├── Conflict                        idempotency key reused with another body, duplicates (409)
     ├── Unauthorized                    missing or bad credentials (401)
+    ├── Forbidden                       the credentials may not do this here (403)
     └── ProviderError                   a provider could not take a message
         ├── RetryableProviderError      transient: try again later (timeouts, 429, 5xx)
         └── PermanentProviderError      will never succeed (invalid number, rejected)
@@ -92,6 +93,13 @@ class Unauthorized(OrderbellError):
 
     code = "unauthorized"
     status_code = 401
+
+
+class Forbidden(OrderbellError):
+    """These credentials may not do this."""
+
+    code = "forbidden"
+    status_code = 403
 
 
 class ProviderError(OrderbellError):

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     #: another process applies here after at most this long (0: look up on every request)
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     billing: bool = True  #: price, reserve and debit credits (off: costs are not tracked)
+    #: a shop's own API key may top up, correct its credit, and set its prices, packages, plan,
+    #: billing mode, billing day and charging policy; false (a platform hosting shops that buy
+    #: credits from it): those take the admin token, at /v1/shops/{id}/credits/...
+    shops_manage_billing: bool = True
     log_level: str = "INFO"
     log_json: bool = False
 

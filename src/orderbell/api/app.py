@@ -136,6 +136,7 @@ def create_app(
     app.include_router(shops.router)
     app.include_router(resources.router)
     app.include_router(credits.router)
+    app.include_router(credits.operator)
     app.include_router(attachments.router)
     app.include_router(unsubscribe.router)
     app.include_router(providers.router)

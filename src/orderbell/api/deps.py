@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from orderbell.api.ids import RowId
 from orderbell.compose import Services
-from orderbell.errors import Unauthorized
+from orderbell.errors import Forbidden, Unauthorized
 from orderbell.store import shops as shop_store
 from orderbell.store.db import reading
 
@@ -63,3 +65,49 @@ def read(svc: ServicesDep) -> Iterator[Connection]:
 
 
 Read = Annotated[Connection, Depends(read)]
+
+
+def require_admin(svc: Services, authorization: str | None, doing: str) -> None:
+    """The admin token (ORDERBELL_ADMIN_TOKEN) in `Authorization: Bearer …`, or Unauthorized
+    saying what needs it (`doing`)."""
+    token = svc.settings.admin_token
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if token is None or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Unauthorized(f"{doing} needs the admin token", field="authorization")
+
+
+def operator_shop(
+    svc: ServicesDep, shop_id: RowId, authorization: Annotated[str | None, Header()] = None
+) -> int:
+    """The shop in the path, for the operator: the admin token is required."""
+    require_admin(svc, authorization, "managing a shop's credits")
+    with reading(svc.engine) as conn:
+        shop_store.get_row(conn, shop_id)  # (NotFound for no such shop)
+    return shop_id
+
+
+#: A shop named in the path, acted on by the operator (`/v1/shops/{shop_id}/credits/...`).
+OperatorShop = Annotated[int, Depends(operator_shop)]
+
+#: The settings of a shop's credit account that are its terms, set by whoever manages billing.
+BILLING_TERMS = ("mode", "plan", "billing_day", "charge_failed_after_submission")
+
+
+def billing_by_shop(svc: Services, field: str = "authorization") -> None:
+    """Forbidden unless shops manage their own billing on this server (`shops_manage_billing`)."""
+    if not svc.settings.shops_manage_billing:
+        raise Forbidden(
+            "on this server credits and prices are managed by the operator, with the admin "
+            "token at /v1/shops/{id}/credits/...",
+            field=field,
+        )
+
+
+def managed_shop(svc: ServicesDep, shop: ShopId) -> int:
+    """The calling shop, acting on its own credits or prices: only where shops manage their
+    billing (`billing_by_shop`)."""
+    billing_by_shop(svc)
+    return shop
+
+
+ManagedShop = Annotated[int, Depends(managed_shop)]

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import update
 
-from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.deps import (
+    BILLING_TERMS,
+    ManagedShop,
+    OperatorShop,
+    Read,
+    ServicesDep,
+    ShopId,
+    billing_by_shop,
+)
 from orderbell.api.ids import RowIdFilter
 from orderbell.api.schemas import (
     AdjustmentIn,
@@ -20,10 +28,14 @@ from orderbell.api.schemas import (
     instant_problem,
 )
 from orderbell.billing import credits, prices
+from orderbell.compose import Services
 from orderbell.errors import InvalidInput
 from orderbell.store.schema import credit_accounts
 
 router = APIRouter(prefix="/v1/credits", tags=["credits"])
+#: The same changes of a shop's credits and prices, made by the operator (the admin token):
+#: where shops do not manage their own billing (`shops_manage_billing`), the only way.
+operator = APIRouter(prefix="/v1/shops/{shop_id}/credits", tags=["credits (operator)"])
 
 
 @router.get("")
@@ -33,13 +45,23 @@ def get_credits(svc: ServicesDep, conn: Read, shop: ShopId) -> Any:
 
 
 @router.post("/topups", status_code=201)
-def top_up(svc: ServicesDep, shop: ShopId, body: TopUpIn, response: Response) -> Any:
+def top_up(svc: ServicesDep, shop: ManagedShop, body: TopUpIn, response: Response) -> Any:
     """Add prepaid credit; held messages that are still valid go out, in order. A reference
     already credited (a retried payment notice) answers 200 with `duplicate`, crediting
     nothing; with another amount it is a 409."""
+    return _top_up(svc, shop, body, response, "api")
+
+
+@operator.post("/topups", status_code=201)
+def operator_top_up(svc: ServicesDep, shop: OperatorShop, body: TopUpIn, response: Response) -> Any:
+    """`POST /v1/credits/topups` for the shop in the path, by the operator."""
+    return _top_up(svc, shop, body, response, "operator")
+
+
+def _top_up(svc: Services, shop: int, body: TopUpIn, response: Response, actor: str) -> Any:
     with svc.engine.begin() as conn:
         result = credits.topup(
-            conn, shop, body.amount, reference=body.reference, actor="api", now=svc.clock.now()
+            conn, shop, body.amount, reference=body.reference, actor=actor, now=svc.clock.now()
         )
     if result["duplicate"]:
         response.status_code = 200
@@ -47,13 +69,23 @@ def top_up(svc: ServicesDep, shop: ShopId, body: TopUpIn, response: Response) ->
 
 
 @router.post("/adjustments", status_code=201)
-def adjust(svc: ServicesDep, shop: ShopId, body: AdjustmentIn) -> Any:
+def adjust(svc: ServicesDep, shop: ManagedShop, body: AdjustmentIn) -> Any:
     """Correct prepaid credit by hand, saying why: a positive amount gives credit (held
     messages that are still valid go out, in order), a negative one takes back credit that
     is available (never what is reserved for planned messages)."""
+    return _adjust(svc, shop, body, "api")
+
+
+@operator.post("/adjustments", status_code=201)
+def operator_adjust(svc: ServicesDep, shop: OperatorShop, body: AdjustmentIn) -> Any:
+    """`POST /v1/credits/adjustments` for the shop in the path, by the operator."""
+    return _adjust(svc, shop, body, "operator")
+
+
+def _adjust(svc: Services, shop: int, body: AdjustmentIn, actor: str) -> Any:
     with svc.engine.begin() as conn:
         return credits.adjust(
-            conn, shop, body.amount, note=body.note, actor="api", now=svc.clock.now()
+            conn, shop, body.amount, note=body.note, actor=actor, now=svc.clock.now()
         )
 
 
@@ -110,8 +142,18 @@ def get_prices(conn: Read, shop: ShopId) -> Any:
 
 
 @router.put("/prices")
-def put_prices(svc: ServicesDep, shop: ShopId, body: PricesIn) -> Any:
+def put_prices(svc: ServicesDep, shop: ManagedShop, body: PricesIn) -> Any:
     """Replace the shop's own price lines."""
+    return _put_prices(svc, shop, body)
+
+
+@operator.put("/prices")
+def operator_put_prices(svc: ServicesDep, shop: OperatorShop, body: PricesIn) -> Any:
+    """`PUT /v1/credits/prices` for the shop in the path, by the operator."""
+    return _put_prices(svc, shop, body)
+
+
+def _put_prices(svc: Services, shop: int, body: PricesIn) -> Any:
     with svc.engine.begin() as conn:
         prices.set_shop_prices(conn, shop, [p.model_dump(mode="json") for p in body.prices])
         acct = credits.account(conn, shop)
@@ -120,7 +162,21 @@ def put_prices(svc: ServicesDep, shop: ShopId, body: PricesIn) -> Any:
 
 @router.patch("/settings")
 def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> Any:
-    """Billing day, spending cap, low-balance thresholds, charging policy, price plan."""
+    """Billing day, spending cap, low-balance thresholds, charging policy, price plan. (Where
+    the operator manages billing, a shop sets its cap, thresholds and notice address only.)"""
+    for name in BILLING_TERMS:
+        if getattr(body, name) is not None:
+            billing_by_shop(svc, field=name)
+    return _patch_settings(svc, shop, body, "api")
+
+
+@operator.patch("/settings")
+def operator_patch_settings(svc: ServicesDep, shop: OperatorShop, body: CreditSettingsIn) -> Any:
+    """`PATCH /v1/credits/settings` for the shop in the path, by the operator."""
+    return _patch_settings(svc, shop, body, "operator")
+
+
+def _patch_settings(svc: Services, shop: int, body: CreditSettingsIn, actor: str) -> Any:
     values: dict[str, Any] = {}
     with svc.engine.begin() as conn:
         acct = credits.account(conn, shop, lock=True)
@@ -156,13 +212,23 @@ def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> An
                 update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
             )
             # a raised cap or a switch to unmetered may fund held messages now
-            credits.resume_held(conn, shop, svc.clock.now(), actor="api")
+            credits.resume_held(conn, shop, svc.clock.now(), actor=actor)
         return credits.summary(conn, shop, svc.clock.now())
 
 
 @router.post("/packages", status_code=201)
-def add_package(svc: ServicesDep, shop: ShopId, body: PackageIn) -> Any:
+def add_package(svc: ServicesDep, shop: ManagedShop, body: PackageIn) -> Any:
     """Add a monthly package; this period's allowance is granted at once."""
+    return _add_package(svc, shop, body)
+
+
+@operator.post("/packages", status_code=201)
+def operator_add_package(svc: ServicesDep, shop: OperatorShop, body: PackageIn) -> Any:
+    """`POST /v1/credits/packages` for the shop in the path, by the operator."""
+    return _add_package(svc, shop, body)
+
+
+def _add_package(svc: Services, shop: int, body: PackageIn) -> Any:
     with svc.engine.begin() as conn:
         package_id = credits.add_package(
             conn,

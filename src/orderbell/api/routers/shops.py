@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
-from orderbell.api.deps import Read, ServicesDep, ShopId
+from orderbell.api.deps import Read, ServicesDep, ShopId, require_admin
 from orderbell.api.ids import RowId
 from orderbell.api.schemas import ApiKeyIn, ShopIn, ShopPatch
-from orderbell.errors import Unauthorized
 from orderbell.store import shops as shop_store
 
 router = APIRouter(prefix="/v1", tags=["shops"])
@@ -21,10 +19,7 @@ def create_shop(
     svc: ServicesDep, body: ShopIn, authorization: Annotated[str | None, Header()] = None
 ) -> Any:
     """Create a shop and its first API key (needs ORDERBELL_ADMIN_TOKEN)."""
-    token = svc.settings.admin_token
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if token is None or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise Unauthorized("creating shops needs the admin token", field="authorization")
+    require_admin(svc, authorization, "creating shops")
     now = svc.clock.now()
     with svc.engine.begin() as conn:
         row = shop_store.create(conn, body, now)

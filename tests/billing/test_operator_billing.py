@@ -1,0 +1,155 @@
+"""A platform hosting shops that buy credits from it (`shops_manage_billing=false`): a shop's
+own API key cannot mint credit, grant itself packages, price its messages or choose its
+terms; the operator does, with the admin token, at /v1/shops/{id}/credits/..."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from tests.conftest import Outbox, make_shop, wire
+from tests.support import assert_ledger_adds_up
+
+from orderbell.api.app import create_app
+from orderbell.clock import ManualClock
+from orderbell.compose import Services
+from orderbell.store.schema import ledger
+
+OPERATOR = {"Authorization": "Bearer admin-secret"}
+
+
+@pytest.fixture
+def platform(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[Services]:
+    svc = wire(database_url, clock, outbox, shops_manage_billing=False)
+    yield svc
+    svc.engine.dispose()
+
+
+@pytest.fixture
+def hosted(platform: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(platform, embedded_worker=False)) as c:
+        yield c
+
+
+def _shop(client: TestClient, slug: str = "tenant") -> dict[str, Any]:
+    return make_shop(client, slug, topup=None)
+
+
+#: Every change a shop's key may not make there: (method, path, body, field named).
+SHOP_MAY_NOT = [
+    ("post", "/v1/credits/topups", {"amount": "5"}, "authorization"),
+    ("post", "/v1/credits/adjustments", {"amount": "5", "note": "free"}, "authorization"),
+    ("put", "/v1/credits/prices",
+     {"prices": [{"channel": "sms", "country": "*", "unit_price": "0"}]}, "authorization"),
+    ("post", "/v1/credits/packages",
+     {"name": "free", "channel": "sms", "allowance": 1000}, "authorization"),
+    ("patch", "/v1/credits/settings", {"mode": "unmetered"}, "mode"),
+    ("patch", "/v1/credits/settings", {"plan": "wholesale"}, "plan"),
+    ("patch", "/v1/credits/settings", {"billing_day": 5}, "billing_day"),
+    ("patch", "/v1/credits/settings", {"charge_failed_after_submission": False},
+     "charge_failed_after_submission"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), SHOP_MAY_NOT)
+def test_a_shops_key_cannot_change_what_it_pays_and_changes_nothing(
+    hosted: TestClient, platform: Services, method: str, path: str, body: Any, field: str
+) -> None:
+    shop = _shop(hosted)
+    before = hosted.get("/v1/credits", headers=shop["auth"]).json()
+    prices = hosted.get("/v1/credits/prices", headers=shop["auth"]).json()
+    r = hosted.request(method, path, headers=shop["auth"], json=body)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "forbidden"
+    assert r.json()["error"]["field"] == field
+    assert hosted.get("/v1/credits", headers=shop["auth"]).json() == before
+    assert hosted.get("/v1/credits/prices", headers=shop["auth"]).json() == prices
+    with platform.engine.connect() as conn:
+        assert conn.execute(select(ledger.c.id)).first() is None
+
+
+def test_the_shop_still_reads_its_credits_and_sets_its_own_limits(hosted: TestClient) -> None:
+    shop = _shop(hosted)
+    r = hosted.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"monthly_cap": "3", "low_balance_thresholds": ["1"],
+                           "notify_email": "owner@shop.example"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert (r.json()["monthly_cap"], r.json()["low_balance_thresholds"]) == ("3.0000", ["1"])
+    for path in ("/v1/credits", "/v1/credits/ledger", "/v1/credits/prices"):
+        assert hosted.get(path, headers=shop["auth"]).status_code == 200
+
+
+def test_the_operator_tops_up_corrects_prices_and_sets_terms_for_a_shop(
+    hosted: TestClient, platform: Services
+) -> None:
+    shop, other = _shop(hosted), _shop(hosted, "neighbour")
+    base = f"/v1/shops/{shop['id']}/credits"
+    r = hosted.post(f"{base}/topups", headers=OPERATOR, json={"amount": "10", "reference": "inv-1"})
+    assert r.status_code == 201 and r.json()["balance"] == "10.0000", r.text
+    again = hosted.post(f"{base}/topups", headers=OPERATOR,
+                        json={"amount": "10", "reference": "inv-1"})  # fmt: skip
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    r = hosted.post(f"{base}/adjustments", headers=OPERATOR,
+                    json={"amount": "-2.5", "note": "credit note 7"})  # fmt: skip
+    assert r.status_code == 201 and r.json()["balance"] == "7.5000", r.text
+    r = hosted.put(f"{base}/prices", headers=OPERATOR,
+                   json={"prices": [{"channel": "sms", "country": "TR", "unit_price": "0.04"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = hosted.post(f"{base}/packages", headers=OPERATOR,
+                    json={"name": "1000 SMS", "channel": "sms", "allowance": 1000})  # fmt: skip
+    assert r.status_code == 201, r.text
+    r = hosted.patch(f"{base}/settings", headers=OPERATOR, json={"billing_day": 5})
+    assert r.status_code == 200 and r.json()["billing_day"] == 5, r.text
+    mine = hosted.get("/v1/credits/ledger", headers=shop["auth"]).json()["items"]
+    assert {(e["kind"], e["actor"]) for e in mine} >= {("topup", "operator"),
+                                                        ("adjustment", "operator")}  # fmt: skip
+    listed = hosted.get("/v1/credits/prices", headers=shop["auth"]).json()["items"]
+    assert {"channel": "sms", "country": "TR", "unit_price": "0.0400", "source": "shop"} in listed
+    # the neighbour is untouched
+    assert hosted.get("/v1/credits", headers=other["auth"]).json()["balance"] == "0.0000"
+    assert hosted.get("/v1/credits/ledger", headers=other["auth"]).json()["items"] == []
+    assert_ledger_adds_up(platform)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "field"),
+    [
+        ({}, 401, "authorization"),
+        ({"Authorization": "Bearer wrong"}, 401, "authorization"),
+        ("shop", 401, "authorization"),  # a shop's own key is not the admin token
+    ],
+)
+def test_operator_routes_need_the_admin_token(
+    hosted: TestClient, platform: Services, headers: Any, status: int, field: str
+) -> None:
+    shop = _shop(hosted)
+    r = hosted.post(f"/v1/shops/{shop['id']}/credits/topups",
+                    headers=shop["auth"] if headers == "shop" else headers,
+                    json={"amount": "5"})  # fmt: skip
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["field"] == field
+    with platform.engine.connect() as conn:
+        assert conn.execute(select(ledger.c.id)).first() is None
+
+
+@pytest.mark.parametrize(("shop_id", "status"), [(999, 404), (0, 422), (2**63, 422)])
+def test_an_operator_route_for_no_such_shop_is_a_404_or_422(
+    hosted: TestClient, shop_id: int, status: int
+) -> None:
+    r = hosted.post(f"/v1/shops/{shop_id}/credits/topups", headers=OPERATOR, json={"amount": "5"})
+    assert r.status_code == status, r.text
+
+
+def test_where_shops_manage_billing_the_operator_routes_work_too(
+    client: TestClient, services: Services
+) -> None:
+    """The default (a shop running orderbell for itself): its key tops up, as before, and
+    the operator may act for it as well."""
+    shop = make_shop(client, topup="1")
+    r = client.post(f"/v1/shops/{shop['id']}/credits/topups", headers=OPERATOR,
+                    json={"amount": "2"})  # fmt: skip
+    assert r.status_code == 201 and r.json()["balance"] == "3.0000", r.text
+    assert_ledger_adds_up(services)
