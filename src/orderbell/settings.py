@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8000"
-    admin_token: SecretStr | None = None  #: allows POST /v1/shops; unset = CLI only
+    #: creates shops (POST /v1/shops) and manages any shop's credits (/v1/shops/{id}/credits/…);
+    #: unset (or blank) = neither, through the API (the CLI still can)
+    admin_token: SecretStr | None = None
     #: signs unsubscribe links; unset = generated once into secret_key_file (one machine only:
     #: several machines must share one key through this setting)
     secret_key: SecretStr | None = None
@@ -58,6 +60,13 @@ class Settings(BaseSettings):
     shops_manage_billing: bool = True
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("admin_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """A blank token (an unset variable expanded into the setting) is no token: compared
+        with a request without credentials, it would let anyone in."""
+        return None if value is None or not value.get_secret_value().strip() else value
 
     @field_validator("sms_provider")
     @classmethod

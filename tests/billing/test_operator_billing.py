@@ -16,6 +16,7 @@ from tests.support import assert_ledger_adds_up
 from orderbell.api.app import create_app
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
+from orderbell.settings import Settings
 from orderbell.store.schema import ledger
 
 OPERATOR = {"Authorization": "Bearer admin-secret"}
@@ -114,25 +115,55 @@ def test_the_operator_tops_up_corrects_prices_and_sets_terms_for_a_shop(
     assert_ledger_adds_up(platform)
 
 
+#: Every operator route, with a body it would take.
+OPERATOR_ROUTES = [
+    ("post", "topups", {"amount": "5"}),
+    ("post", "adjustments", {"amount": "5", "note": "n"}),
+    ("put", "prices", {"prices": [{"channel": "sms", "country": "*", "unit_price": "0"}]}),
+    ("post", "packages", {"name": "p", "channel": "sms", "allowance": 10}),
+    ("patch", "settings", {"mode": "unmetered"}),
+]
+
+
+@pytest.mark.parametrize(("method", "route", "body"), OPERATOR_ROUTES)
 @pytest.mark.parametrize(
-    ("headers", "status", "field"),
-    [
-        ({}, 401, "authorization"),
-        ({"Authorization": "Bearer wrong"}, 401, "authorization"),
-        ("shop", 401, "authorization"),  # a shop's own key is not the admin token
-    ],
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-secret"}, "shop"],
+    ids=["none", "wrong", "no-bearer-scheme", "the-shops-own-key"],
 )
 def test_operator_routes_need_the_admin_token(
-    hosted: TestClient, platform: Services, headers: Any, status: int, field: str
+    hosted: TestClient, platform: Services, method: str, route: str, body: Any, headers: Any
 ) -> None:
     shop = _shop(hosted)
-    r = hosted.post(f"/v1/shops/{shop['id']}/credits/topups",
-                    headers=shop["auth"] if headers == "shop" else headers,
-                    json={"amount": "5"})  # fmt: skip
-    assert r.status_code == status, r.text
-    assert r.json()["error"]["field"] == field
+    before = hosted.get("/v1/credits", headers=shop["auth"]).json()
+    r = hosted.request(method, f"/v1/shops/{shop['id']}/credits/{route}",
+                       headers=shop["auth"] if headers == "shop" else headers, json=body)  # fmt: skip
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["field"] == "authorization"
+    assert hosted.get("/v1/credits", headers=shop["auth"]).json() == before
     with platform.engine.connect() as conn:
         assert conn.execute(select(ledger.c.id)).first() is None
+
+
+def test_a_blank_admin_token_is_no_token(
+    database_url: str, clock: ManualClock, outbox: Outbox
+) -> None:
+    """An unset variable expanded into ORDERBELL_ADMIN_TOKEN must not let a request without
+    credentials (an empty token) create shops or credit them."""
+    assert Settings(admin_token="  ").admin_token is None
+    svc = wire(database_url, clock, outbox, admin_token="", shops_manage_billing=False)
+    try:
+        with TestClient(create_app(svc, embedded_worker=False)) as c:
+            made = c.post("/v1/shops", json={"name": "S", "slug": "s3", "timezone": "UTC",
+                                             "country": "TR"})  # fmt: skip
+            assert made.status_code == 401, made.text
+            r = c.post("/v1/shops/1/credits/topups", json={"amount": "1000"})
+            assert r.status_code == 401, r.text
+            r = c.post("/v1/shops/1/credits/topups", json={"amount": "1000"},
+                       headers={"Authorization": "Bearer "})  # fmt: skip
+            assert r.status_code == 401, r.text
+    finally:
+        svc.engine.dispose()
 
 
 @pytest.mark.parametrize(("shop_id", "status"), [(999, 404), (0, 422), (2**63, 422)])
@@ -141,6 +172,27 @@ def test_an_operator_route_for_no_such_shop_is_a_404_or_422(
 ) -> None:
     r = hosted.post(f"/v1/shops/{shop_id}/credits/topups", headers=OPERATOR, json={"amount": "5"})
     assert r.status_code == status, r.text
+    assert r.json()["error"]["field"] == ("shop" if status == 404 else "shop_id")
+
+
+def test_the_operator_sets_a_shops_terms_and_its_package_grants_name_the_operator(
+    hosted: TestClient, platform: Services
+) -> None:
+    shop = _shop(hosted)
+    base = f"/v1/shops/{shop['id']}/credits"
+    r = hosted.patch(f"{base}/settings", headers=OPERATOR,
+                     json={"mode": "unmetered", "charge_failed_after_submission": False})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert (r.json()["mode"], r.json()["charge_failed_after_submission"]) == ("unmetered", False)
+    r = hosted.patch(f"{base}/settings", headers=OPERATOR, json={"mode": "prepaid"})
+    assert r.status_code == 200 and r.json()["mode"] == "prepaid", r.text
+    r = hosted.post(f"{base}/packages", headers=OPERATOR,
+                    json={"name": "1000 SMS", "channel": "sms", "allowance": 1000})  # fmt: skip
+    assert r.status_code == 201, r.text
+    granted = hosted.get("/v1/credits/ledger", headers=shop["auth"],
+                         params={"kind": "allowance"}).json()["items"]  # fmt: skip
+    assert [(e["units"], e["actor"]) for e in granted] == [(1000, "operator")]
+    assert_ledger_adds_up(platform)
 
 
 def test_where_shops_manage_billing_the_operator_routes_work_too(

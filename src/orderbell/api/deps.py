@@ -6,8 +6,8 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
@@ -67,20 +67,35 @@ def read(svc: ServicesDep) -> Iterator[Connection]:
 Read = Annotated[Connection, Depends(read)]
 
 
-def require_admin(svc: Services, authorization: str | None, doing: str) -> None:
-    """The admin token (ORDERBELL_ADMIN_TOKEN) in `Authorization: Bearer …`, or Unauthorized
-    saying what needs it (`doing`)."""
+def require_admin(svc: Services, given: str | None, doing: str) -> None:
+    """`given` is the admin token (ORDERBELL_ADMIN_TOKEN), or Unauthorized saying what needs
+    it (`doing`). A blank token is never configured (`Settings`), so no credentials never
+    match."""
     token = svc.settings.admin_token
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if token is None or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+    given = (given or "").strip()
+    if (
+        token is None
+        or not given
+        or not hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+    ):
         raise Unauthorized(f"{doing} needs the admin token", field="authorization")
 
 
+#: The operator's credentials: `Authorization: Bearer <ORDERBELL_ADMIN_TOKEN>` (its own scheme
+#: in the OpenAPI description, so /docs and generated clients can send it).
+admin_bearer = HTTPBearer(
+    auto_error=False, scheme_name="AdminToken", description="ORDERBELL_ADMIN_TOKEN"
+)
+
+
 def operator_shop(
-    svc: ServicesDep, shop_id: RowId, authorization: Annotated[str | None, Header()] = None
+    svc: ServicesDep,
+    shop_id: RowId,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
 ) -> int:
     """The shop in the path, for the operator: the admin token is required."""
-    require_admin(svc, authorization, "managing a shop's credits")
+    given = credentials.credentials if credentials is not None else None
+    require_admin(svc, given, "managing a shop's credits")
     with reading(svc.engine) as conn:
         shop_store.get_row(conn, shop_id)  # (NotFound for no such shop)
     return shop_id

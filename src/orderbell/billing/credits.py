@@ -1325,8 +1325,10 @@ def add_package(
     carry_months: int | None,
     price: Decimal | None,
     now: datetime,
+    actor: str = "package",
 ) -> int:
-    """Create a monthly package and grant this period's allowance at once."""
+    """Create a monthly package and grant this period's allowance at once (its entries name
+    `actor`: who added the package)."""
     from orderbell.store.db import new_id
 
     if carry_over not in CARRY_OVER:
@@ -1352,7 +1354,7 @@ def add_package(
         )
     )
     bump_config(conn, shop_id)
-    renew(conn, shop_id, now, actor="package")
+    renew(conn, shop_id, now, actor=actor)
     return package_id
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import structlog
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import update
@@ -32,6 +33,7 @@ from orderbell.compose import Services
 from orderbell.errors import InvalidInput
 from orderbell.store.schema import credit_accounts
 
+log = structlog.get_logger("orderbell.credits")
 router = APIRouter(prefix="/v1/credits", tags=["credits"])
 #: The same changes of a shop's credits and prices, made by the operator (the admin token):
 #: where shops do not manage their own billing (`shops_manage_billing`), the only way.
@@ -144,18 +146,20 @@ def get_prices(conn: Read, shop: ShopId) -> Any:
 @router.put("/prices")
 def put_prices(svc: ServicesDep, shop: ManagedShop, body: PricesIn) -> Any:
     """Replace the shop's own price lines."""
-    return _put_prices(svc, shop, body)
+    return _put_prices(svc, shop, body, "api")
 
 
 @operator.put("/prices")
 def operator_put_prices(svc: ServicesDep, shop: OperatorShop, body: PricesIn) -> Any:
     """`PUT /v1/credits/prices` for the shop in the path, by the operator."""
-    return _put_prices(svc, shop, body)
+    return _put_prices(svc, shop, body, "operator")
 
 
-def _put_prices(svc: Services, shop: int, body: PricesIn) -> Any:
+def _put_prices(svc: Services, shop: int, body: PricesIn, actor: str) -> Any:
     with svc.engine.begin() as conn:
         prices.set_shop_prices(conn, shop, [p.model_dump(mode="json") for p in body.prices])
+        # (no ledger entry: who changed what a shop pays is kept in the log)
+        log.info("shop_prices_set", shop_id=shop, actor=actor, lines=len(body.prices))
         acct = credits.account(conn, shop)
         return {"items": prices.effective(conn, shop, acct.plan_id)}
 
@@ -211,6 +215,7 @@ def _patch_settings(svc: Services, shop: int, body: CreditSettingsIn, actor: str
             conn.execute(
                 update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
             )
+            log.info("credit_settings_set", shop_id=shop, actor=actor, fields=sorted(values))
             # a raised cap or a switch to unmetered may fund held messages now
             credits.resume_held(conn, shop, svc.clock.now(), actor=actor)
         return credits.summary(conn, shop, svc.clock.now())
@@ -219,16 +224,16 @@ def _patch_settings(svc: Services, shop: int, body: CreditSettingsIn, actor: str
 @router.post("/packages", status_code=201)
 def add_package(svc: ServicesDep, shop: ManagedShop, body: PackageIn) -> Any:
     """Add a monthly package; this period's allowance is granted at once."""
-    return _add_package(svc, shop, body)
+    return _add_package(svc, shop, body, "package")
 
 
 @operator.post("/packages", status_code=201)
 def operator_add_package(svc: ServicesDep, shop: OperatorShop, body: PackageIn) -> Any:
     """`POST /v1/credits/packages` for the shop in the path, by the operator."""
-    return _add_package(svc, shop, body)
+    return _add_package(svc, shop, body, "operator")
 
 
-def _add_package(svc: Services, shop: int, body: PackageIn) -> Any:
+def _add_package(svc: Services, shop: int, body: PackageIn, actor: str) -> Any:
     with svc.engine.begin() as conn:
         package_id = credits.add_package(
             conn,
@@ -241,6 +246,7 @@ def _add_package(svc: Services, shop: int, body: PackageIn) -> Any:
             carry_months=body.carry_months,
             price=None if body.price is None else credits.parse_package_price(body.price),
             now=svc.clock.now(),
+            actor=actor,
         )
         return {"id": package_id, **credits.summary(conn, shop, svc.clock.now())}
 

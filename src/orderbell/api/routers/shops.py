@@ -19,7 +19,7 @@ def create_shop(
     svc: ServicesDep, body: ShopIn, authorization: Annotated[str | None, Header()] = None
 ) -> Any:
     """Create a shop and its first API key (needs ORDERBELL_ADMIN_TOKEN)."""
-    require_admin(svc, authorization, "creating shops")
+    require_admin(svc, (authorization or "").removeprefix("Bearer "), "creating shops")
     now = svc.clock.now()
     with svc.engine.begin() as conn:
         row = shop_store.create(conn, body, now)
