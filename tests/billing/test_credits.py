@@ -23,6 +23,7 @@ from orderbell.billing import credits, plans, prices
 from orderbell.billing.prices import Quote, fmt
 from orderbell.clock import ManualClock
 from orderbell.compose import Services
+from orderbell.errors import InvalidInput
 from orderbell.store import claims
 from orderbell.store.driver import Driver
 from orderbell.store.schema import credit_accounts, ledger
@@ -1439,3 +1440,21 @@ def test_a_note_is_trimmed_before_its_length_is_counted_and_a_nul_reference_is_a
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "reference"
     assert summary(client, shop)["balance"] == "2.0000"
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("-2.5", Decimal("-2.5")), (Decimal("-2.5"), Decimal("-2.5")), (-3, Decimal(-3)),
+     (" 0.0001 ", Decimal("0.0001"))],
+)  # fmt: skip
+def test_an_adjustment_is_parsed_signed_from_text_an_integer_or_a_decimal(
+    value: Any, parsed: Decimal
+) -> None:
+    assert credits.parse_adjustment(value) == parsed
+
+
+@pytest.mark.parametrize("value", [1.5, True, None, "1e3", "+1", "", Decimal("1E+3")])
+def test_an_adjustment_not_written_as_a_decimal_number_names_the_amount(value: Any) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        credits.parse_adjustment(value)
+    assert raised.value.field == "amount"

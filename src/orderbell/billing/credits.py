@@ -1131,19 +1131,15 @@ _SIGNED = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 def parse_adjustment(value: object, field: str = "amount") -> Decimal:
     """A correction in credits: positive gives credit, negative takes it back; not zero, at
     most four places, at most a top-up's maximum either way."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
         value = str(value)
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and not _SIGNED.fullmatch(text):  # as the API's DecimalText
+    text = value.strip() if isinstance(value, str) else ""
+    if not _SIGNED.fullmatch(text):  # as the API's DecimalText has it
         raise InvalidInput('must be a decimal number written as a string, e.g. "-2.50"',
                            field=field)  # fmt: skip
-    negative = isinstance(text, str) and text.startswith("-")
+    negative = text.startswith("-")
     magnitude = parse_credits(
-        text[1:] if isinstance(text, str) and negative else text,
-        field,
-        maximum=MAX_TOPUP,
-        allow_zero=True,
-        example="-2.50",
+        text.removeprefix("-"), field, maximum=MAX_TOPUP, allow_zero=True, example="-2.50"
     )
     if magnitude == 0:
         raise InvalidInput(
@@ -1597,7 +1593,7 @@ def entries(
     """Ledger entries, newest first (by time, then id), filtered; page with `before`, the
     id of the previous page's last entry.
 
-    Ordered as `ix_ledger_shop_at` (shop, time) keeps them, so a page is read from the
+    Ordered as `ix_ledger_shop_at` (shop, time, id) keeps them, so a page is read from the
     shop's own entries, newest first, however many entries the shop or any other has.
     (Ordered by id alone, no index served it: every page scanned the ledger of all shops
     backwards, from the newest entry of any shop.) A message's few entries are read through
