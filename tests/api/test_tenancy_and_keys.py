@@ -123,7 +123,8 @@ def test_missing_and_wrong_credentials(client: TestClient, shop: dict[str, Any])
         client.get("/v1/messages", headers={"Authorization": f"Bearer {wrong_secret}"}).status_code
         == 401
     )
-    r = client.post(
-        "/v1/shops", json={"name": "x", "slug": "x1"}, headers={"Authorization": "Bearer nope"}
-    )
-    assert r.status_code == 401
+    for header in ("Bearer nope", "admin-secret", "Basic admin-secret", ""):  # (no scheme)
+        r = client.post("/v1/shops", json={"name": "x", "slug": "x1"},
+                        headers={"Authorization": header})  # fmt: skip
+        assert r.status_code == 401, (header, r.text)
+        assert r.json()["error"]["field"] == "authorization"

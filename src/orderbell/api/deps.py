@@ -67,35 +67,28 @@ def read(svc: ServicesDep) -> Iterator[Connection]:
 Read = Annotated[Connection, Depends(read)]
 
 
-def require_admin(svc: Services, given: str | None, doing: str) -> None:
-    """`given` is the admin token (ORDERBELL_ADMIN_TOKEN), or Unauthorized saying what needs
-    it (`doing`). A blank token is never configured (`Settings`), so no credentials never
-    match."""
-    token = svc.settings.admin_token
-    given = (given or "").strip()
-    if (
-        token is None
-        or not given
-        or not hmac.compare_digest(given.encode(), token.get_secret_value().encode())
-    ):
-        raise Unauthorized(f"{doing} needs the admin token", field="authorization")
-
-
-#: The operator's credentials: `Authorization: Bearer <ORDERBELL_ADMIN_TOKEN>` (its own scheme
-#: in the OpenAPI description, so /docs and generated clients can send it).
+#: The operator's credentials: `Authorization: Bearer <ORDERBELL_ADMIN_TOKEN>` (a scheme of
+#: its own in the OpenAPI description, so /docs and generated clients can send it).
 admin_bearer = HTTPBearer(
     auto_error=False, scheme_name="AdminToken", description="ORDERBELL_ADMIN_TOKEN"
 )
+AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]
 
 
-def operator_shop(
-    svc: ServicesDep,
-    shop_id: RowId,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
-) -> int:
+def require_admin(
+    svc: Services, credentials: HTTPAuthorizationCredentials | None, doing: str
+) -> None:
+    """The admin token (ORDERBELL_ADMIN_TOKEN) was given, or Unauthorized saying what needs it
+    (`doing`). (A blank token is no token: `Settings` makes it None.)"""
+    token = svc.settings.admin_token
+    given = credentials.credentials.strip() if credentials is not None else ""
+    if token is None or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Unauthorized(f"{doing} needs the admin token", field="authorization")
+
+
+def operator_shop(svc: ServicesDep, shop_id: RowId, credentials: AdminCredentials) -> int:
     """The shop in the path, for the operator: the admin token is required."""
-    given = credentials.credentials if credentials is not None else None
-    require_admin(svc, given, "managing a shop's credits")
+    require_admin(svc, credentials, "managing a shop's credits")
     with reading(svc.engine) as conn:
         shop_store.get_row(conn, shop_id)  # (NotFound for no such shop)
     return shop_id

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 
-from orderbell.api.deps import Read, ServicesDep, ShopId, require_admin
+from orderbell.api.deps import AdminCredentials, Read, ServicesDep, ShopId, require_admin
 from orderbell.api.ids import RowId
 from orderbell.api.schemas import ApiKeyIn, ShopIn, ShopPatch
 from orderbell.store import shops as shop_store
@@ -15,11 +15,9 @@ router = APIRouter(prefix="/v1", tags=["shops"])
 
 
 @router.post("/shops", status_code=201)
-def create_shop(
-    svc: ServicesDep, body: ShopIn, authorization: Annotated[str | None, Header()] = None
-) -> Any:
+def create_shop(svc: ServicesDep, body: ShopIn, credentials: AdminCredentials) -> Any:
     """Create a shop and its first API key (needs ORDERBELL_ADMIN_TOKEN)."""
-    require_admin(svc, (authorization or "").removeprefix("Bearer "), "creating shops")
+    require_admin(svc, credentials, "creating shops")
     now = svc.clock.now()
     with svc.engine.begin() as conn:
         row = shop_store.create(conn, body, now)
