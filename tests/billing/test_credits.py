@@ -795,6 +795,89 @@ def test_unmetered_shop_sees_costs_but_is_not_charged(
     assert Decimal(summary(client, shop)["available"]) == 0
 
 
+def ledger_kinds(client: TestClient, shop: dict[str, Any], message_id: int) -> list[str]:
+    r = client.get("/v1/credits/ledger", headers=shop["auth"], params={"message_id": message_id})
+    assert r.status_code == 200, r.text
+    return sorted(e["kind"] for e in r.json()["items"])
+
+
+def test_switching_to_prepaid_reserves_what_was_planned_unmetered(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Messages planned while the shop was unmetered, still waiting, are reserved when it
+    switches to prepaid — oldest due first, held when the credit runs out — so none is sent
+    uncharged on prepaid terms; a top-up releases the held one, as for any other."""
+    shop = billed_shop(client, None, billing="unmetered")
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(3):
+        post(client, shop, order_event(f"M-{i}"))
+    r = client.post("/v1/credits/topups", headers=shop["auth"],
+                    json={"amount": "0.10", "reference": "switch"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert [m["status"] for m in messages(client, shop)] == ["scheduled"] * 3
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "prepaid"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["mode"], r.json()["reserved"], r.json()["available"]) == (
+        "prepaid", "0.1000", "0.0000"
+    )  # fmt: skip
+    listed = messages(client, shop)
+    assert [m["status"] for m in listed] == ["scheduled", "scheduled", "held"]
+    assert listed[2]["reason"].startswith("insufficient_credit")
+    # switching to the mode it already has changes nothing
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "prepaid"})
+    assert r.json()["reserved"] == "0.1000"
+    drain(services)
+    sent = messages(client, shop)
+    assert [m["status"] for m in sent] == ["sent", "sent", "held"]
+    for m in sent[:2]:
+        assert ledger_kinds(client, shop, m["id"]) == ["debit", "release", "reservation"]
+    r = client.post("/v1/credits/topups", headers=shop["auth"],
+                    json={"amount": "0.05", "reference": "more"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    drain(services)
+    last = messages(client, shop)[2]
+    assert last["status"] == "sent"
+    assert ledger_kinds(client, shop, last["id"]) == ["debit", "release", "reservation"]
+    after = summary(client, shop)
+    assert (after["available"], after["reserved"]) == ("0.0000", "0.0000")
+    assert_ledger_adds_up(services)
+
+
+def test_switching_to_unmetered_releases_what_waiting_messages_reserved(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A shop switched to unmetered is not charged for what it had scheduled: the waiting
+    messages' reservations are released and they go out uncharged. Switched back, they are
+    reserved again."""
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(2):
+        post(client, shop, order_event(f"U-{i}"))
+    assert summary(client, shop)["reserved"] == "0.1000"
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "unmetered"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["reserved"], r.json()["available"]) == ("0.0000", "1.0000")
+    first, second = messages(client, shop)
+    detail = client.get(f"/v1/messages/{first['id']}", headers=shop["auth"]).json()
+    assert (detail["status"], detail["billing"], detail["cost"]) == ("scheduled", None, "0.0500")
+    assert ledger_kinds(client, shop, first["id"]) == ["release", "reservation"]
+    # back to prepaid before the second is sent: reserved again, and charged once
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "prepaid"})
+    assert r.json()["reserved"] == "0.1000"
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "unmetered"})
+    assert r.json()["reserved"] == "0.0000"
+    drain(services)
+    assert [m["status"] for m in messages(client, shop)] == ["sent", "sent"]
+    for m in (first, second):
+        kinds = ledger_kinds(client, shop, m["id"])
+        assert "debit" not in kinds and kinds.count("reservation") == kinds.count("release") == 2
+    after = summary(client, shop)
+    assert (after["available"], after["reserved"], after["balance"]) == (
+        "1.0000", "0.0000", "1.0000"
+    )  # fmt: skip
+    assert_ledger_adds_up(services)
+
+
 @pytest.mark.parametrize(
     "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )

@@ -97,6 +97,9 @@ class LedgerMachine(RuleBasedStateMachine):
             run_migrations=False,
         )
         self.events = 0
+        #: messages handed to the provider while the shop was prepaid: each has one debit
+        self.charged: set[int] = set()
+        self.prepaid = True
 
     @initialize(allowance=st.integers(min_value=0, max_value=3), carry=st.sampled_from(
         ["none", "unlimited", "cap"]))  # fmt: skip
@@ -141,7 +144,27 @@ class LedgerMachine(RuleBasedStateMachine):
                                 Outcome.AMBIGUOUS]))  # fmt: skip
     def send(self, mode: Outcome) -> None:
         self.provider.mode = mode
+        before = len(self.provider.handed)
         asyncio.run(self.svc.dispatcher("m").drain())
+        if self.prepaid:
+            self.charged.update(self.provider.handed[before:])
+
+    @rule(prepaid=st.booleans())
+    def billing_mode(self, prepaid: bool) -> None:
+        """The shop is switched between prepaid and unmetered (as the API does: waiting
+        messages are billed on the new terms, held ones the new terms fund go out)."""
+        with self.svc.engine.begin() as conn:
+            before = credits.account(conn, self.shop_id, lock=True).mode
+            mode = credits.PREPAID if prepaid else "unmetered"
+            conn.execute(
+                update(credit_accounts)
+                .where(credit_accounts.c.shop_id == self.shop_id)
+                .values(mode=mode)
+            )
+            if mode != before:
+                credits.mode_changed(conn, self.shop_id, self.clock.now(), actor="m")
+            credits.resume_held(conn, self.shop_id, self.clock.now(), actor="m")
+        self.prepaid = prepaid
 
     @rule(minutes=st.integers(min_value=1, max_value=120))
     def time_passes(self, minutes: int) -> None:
@@ -216,15 +239,19 @@ class LedgerMachine(RuleBasedStateMachine):
                 ).all()
             )
             handed = set(self.provider.handed)
-            assert set(debits) == handed, (debits, handed)
+            assert set(debits) == self.charged, (debits, self.charged)
             assert all(n == 1 for n in debits.values())
-            # a sent message is debited; a pending one is still paid for (reserved, or
-            # debited already when an ambiguous attempt may have reached the provider)
-            for row in conn.execute(select(messages.c.status, messages.c.billing)).all():
+            # a message sent while prepaid is debited; one sent while unmetered is not; a
+            # pending one is still paid for while prepaid (reserved, or debited already
+            # when an ambiguous attempt may have reached the provider), and not while
+            # unmetered (unless debited already)
+            rows = conn.execute(select(messages.c.id, messages.c.status, messages.c.billing))
+            for row in rows.all():
                 if row.status == "sent":
-                    assert row.billing == "debited"
+                    assert row.billing == ("debited" if row.id in self.charged else None)
                 if row.status in ("scheduled", "deferred"):
-                    assert row.billing in ("reserved", "debited")
+                    paid = ("reserved", "debited") if self.prepaid else (None, "debited")
+                    assert row.billing in paid, (row, self.prepaid)
                 if row.status == "held":  # over the cap or without credit: nothing reserved
                     assert row.billing in (None, "released", "debited")
             assert conn.execute(select(func.count()).select_from(attempts)).scalar_one() >= len(

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, tuple_, update
 
 from orderbell.billing.prices import Quote, destination_country, fmt, money, parse_credits
+from orderbell.billing.prices import quote as price_quote
 from orderbell.domain.calendar import at_local, local
 from orderbell.domain.model import Channel, MessageStatus, text_problem
 from orderbell.errors import Conflict, InvalidInput, NotFound
@@ -1180,19 +1181,43 @@ def adjust(
             **summary(conn, shop_id, now)}  # fmt: skip
 
 
+#: What `_reserve_stored` reads of a message.
+_TO_RESERVE = (
+    messages.c.id,
+    messages.c.rule_id,
+    messages.c.channel,
+    messages.c.recipient,
+    messages.c.segments,
+)
+
+
+def _reserve_stored(
+    conn: Connection, shop_id: int, plan_id: int | None, row: Any, now: datetime, actor: str
+) -> tuple[Quote, str | None]:
+    """Price a stored message (its `_TO_RESERVE` columns) at today's prices
+    and reserve its cost: the quote, and the hold reason when it cannot be funded."""
+    channel = Channel(row.channel)
+    q = price_quote(conn, shop_id, plan_id, channel, row.recipient, int(row.segments or 1))
+    hold = reserve(
+        conn,
+        shop_id=shop_id,
+        message_id=row.id,
+        rule_id=row.rule_id,
+        channel=channel,
+        quote=q,
+        now=now,
+        actor=actor,
+    )
+    return q, hold
+
+
 def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
     """Held messages, oldest first: expired ones are closed, funded ones scheduled; stops at
     the first one that still cannot be funded (order is kept)."""
-    from orderbell.billing.prices import quote as price_quote
-
     acct = account(conn, shop_id, lock=True)
     held = conn.execute(
         select(
-            messages.c.id,
-            messages.c.rule_id,
-            messages.c.channel,
-            messages.c.recipient,
-            messages.c.segments,
+            *_TO_RESERVE,
             messages.c.cost,
             messages.c.due_at,
             messages.c.expires_at,
@@ -1216,19 +1241,7 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
                 "expired: validity ended while the message was held for credit",
             )
             continue
-        channel = Channel(row.channel)
-        units = int(row.segments or 1)
-        q = price_quote(conn, shop_id, acct.plan_id, channel, row.recipient, units)
-        reason = reserve(
-            conn,
-            shop_id=shop_id,
-            message_id=row.id,
-            rule_id=row.rule_id,
-            channel=channel,
-            quote=q,
-            now=now,
-            actor=actor,
-        )
+        _, reason = _reserve_stored(conn, shop_id, acct.plan_id, row, now, actor)
         if reason is not None:
             break
         message_store.set_status(
@@ -1241,6 +1254,55 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
         )
         released += 1
     return released
+
+
+#: Messages waiting for their due time, not yet claimed by a worker: a change of the
+#: account's mode moves their credit. (One being sent goes out on the terms it was claimed
+#: with; a held one is reserved, if at all, when it is released.)
+_WAITING = (MessageStatus.SCHEDULED.value, MessageStatus.DEFERRED.value)
+
+
+def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
+    """Bring the shop's waiting messages in line with its account's mode, just changed (the
+    caller has written it, under the account's lock). Prepaid: each message planned while the
+    shop was unmetered is reserved now, oldest due first, as if planned now; one that cannot
+    be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases it.
+    Unmetered: what the waiting messages reserved is released, and they go out uncharged.
+    Returns how many messages changed."""
+    acct = account(conn, shop_id, lock=True)
+    waiting = (
+        messages.c.shop_id == shop_id,
+        messages.c.status.in_(_WAITING),
+    )
+    if acct.mode != PREPAID:
+        rows = conn.execute(
+            select(*_BILL_COLUMNS)
+            .where(*waiting, messages.c.billing == "reserved")
+            .order_by(messages.c.id)
+            .with_for_update()  # (PostgreSQL: a worker's claim skips them meanwhile)
+        ).all()
+        _settle(conn, rows, now, actor, handed=(), mark=False)
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(ids[start : start + 500]))
+                .values(billing=None, funding=None, bucket_id=None)
+            )
+        return len(ids)
+    # (a message already debited — an ambiguous attempt that may have gone out — is never
+    # reserved again: its next attempt is not charged twice)
+    unbilled = conn.execute(
+        select(*_TO_RESERVE)
+        .where(*waiting, messages.c.billing.is_(None))
+        .order_by(messages.c.due_at, messages.c.id)
+        .with_for_update()
+    ).all()
+    for row in unbilled:
+        q, hold = _reserve_stored(conn, shop_id, acct.plan_id, row, now, actor)
+        if hold is not None:
+            message_store.set_status(conn, row.id, now, MessageStatus.HELD, hold, cost=q.cost)
+    return len(unbilled)
 
 
 # ------------------------------------------------------------------ low balance

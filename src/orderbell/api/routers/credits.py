@@ -216,6 +216,9 @@ def _patch_settings(svc: Services, shop: int, body: CreditSettingsIn, actor: str
                 update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
             )
             log.info("credit_settings_set", shop_id=shop, actor=actor, fields=sorted(values))
+            if svc.settings.billing and values.get("mode", acct.mode) != acct.mode:
+                # what is waiting to be sent is billed on the new terms
+                credits.mode_changed(conn, shop, svc.clock.now(), actor=actor)
             # a raised cap or a switch to unmetered may fund held messages now
             credits.resume_held(conn, shop, svc.clock.now(), actor=actor)
         return credits.summary(conn, shop, svc.clock.now())
