@@ -743,6 +743,9 @@ def test_statement_per_channel_country_and_rule_as_json_and_csv(
 ) -> None:
     shop = billed_shop(client, "5")
     clock.set(datetime.fromisoformat(AT))
+    r = client.post("/v1/credits/adjustments", headers=shop["auth"],
+                    json={"amount": "-0.5", "note": "goodwill credit given twice"})  # fmt: skip
+    assert r.status_code == 201, r.text
     post(client, shop, order_event("T-1"))
     post(client, shop, order_event("T-2"))
     post(client, shop, order_event("T-3", phone="+12025550123"))
@@ -752,11 +755,18 @@ def test_statement_per_channel_country_and_rule_as_json_and_csv(
     lines = {(x["channel"], x["country"]): (x["messages"], x["credits"]) for x in data["lines"]}
     assert lines == {("sms", "TR"): (2, "0.1000"), ("sms", "US"): (1, "0.1100")}
     assert data["total_credits"] == "0.2100" and data["topups"] == "5.0000"
+    assert data["adjustments"] == "-0.5000"
     text = client.get("/v1/credits/statement", headers=shop["auth"],
                       params={"month": "2026-11", "format": "csv"}).text  # fmt: skip
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][:3] == ["month", "channel", "country"]
-    assert rows[-1][1] == "total" and rows[-1][5] == "0.2100"
+    assert [(r[1], r[2], r[4], r[5]) for r in rows[1:]] == [
+        ("sms", "TR", "2", "0.1000"),
+        ("sms", "US", "1", "0.1100"),
+        ("total", "", "3", "0.2100"),
+        ("topups", "", "", "5.0000"),
+        ("adjustments", "", "", "-0.5000"),
+    ]
     empty = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "2026-10"})
     assert empty.json()["lines"] == []
     bad = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "Nov"})
@@ -1133,7 +1143,10 @@ def test_statement_months_at_either_end_of_the_range_answer(
         r = client.get("/v1/credits/statement", headers=shop["auth"],
                        params={"month": month, "format": "csv"})  # fmt: skip
         assert r.status_code == 200, r.text
-        assert r.text.splitlines()[-1].startswith(f"{month},total,")
+        assert r.text.splitlines()[-3:] == [
+            f"{month},total,,,0,0.0000,", f"{month},topups,,,,0.0000,",
+            f"{month},adjustments,,,,0.0000,",
+        ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -280,7 +280,9 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
                           "--month", "2026-11", "--csv")  # fmt: skip
     assert statement.returncode == 0, statement.stderr
     assert statement.stdout.splitlines()[0].startswith("month,channel,country")
-    assert ",total," in statement.stdout.splitlines()[-1]
+    total, topups, adjustments = statement.stdout.splitlines()[-3:]
+    assert total.startswith("2026-11,total,"), statement.stdout
+    assert topups.startswith("2026-11,topups,") and adjustments.startswith("2026-11,adjustments,")
     for amount in ("0", "-1", "abc", "1.00001"):
         bad = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", amount)
         assert bad.returncode != 0 and "error in --amount" in bad.stderr, bad.stderr

@@ -1770,7 +1770,9 @@ def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
 
 
 def statement_csv(data: dict[str, Any]) -> str:
-    """The statement as CSV (one line per channel × country × rule, then a total)."""
+    """The statement as CSV: one line per channel × country × rule, their total, then the
+    credit that came in — the month's top-ups and corrections by hand — on lines of their
+    own (their credits in the credits column; a correction taking credit back is negative)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
@@ -1791,6 +1793,8 @@ def statement_csv(data: dict[str, Any]) -> str:
     writer.writerow(
         [data["month"], "total", "", "", data["total_messages"], data["total_credits"], ""]
     )
+    for kind in ("topups", "adjustments"):
+        writer.writerow([data["month"], kind, "", "", "", data[kind], ""])
     return out.getvalue()
 
 
