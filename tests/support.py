@@ -154,14 +154,29 @@ def assert_month_spend_adds_up(conn: Connection) -> None:
 
 
 def assert_buckets_add_up(conn: Connection) -> None:
-    """Every allowance bucket's remaining units == the sum of its ledger units, >= 0."""
+    """Every allowance bucket's remaining units == the sum of its ledger units, >= 0, and
+    never more than it was granted; no message gets back more units than it reserved."""
     for bucket in conn.execute(select(allowance_buckets)).all():
-        units = conn.execute(
-            select(func.coalesce(func.sum(ledger.c.units), 0)).where(
-                ledger.c.bucket_id == bucket.id
-            )
-        ).scalar_one()
+        units, granted = conn.execute(
+            select(
+                func.coalesce(func.sum(ledger.c.units), 0),
+                func.coalesce(
+                    func.sum(ledger.c.units).filter(  # what it was given
+                        ledger.c.kind.in_(("allowance", "carry_over")), ledger.c.units > 0
+                    ),
+                    0,
+                ),
+            ).where(ledger.c.bucket_id == bucket.id)
+        ).one()
         assert int(units) == bucket.remaining >= 0
+        assert bucket.remaining <= int(granted), (bucket, granted)
+    given_back = conn.execute(
+        select(ledger.c.message_id, func.sum(ledger.c.units))
+        .where(ledger.c.kind.in_(("reservation", "release")), ledger.c.message_id.is_not(None))
+        .group_by(ledger.c.message_id)
+        .having(func.sum(ledger.c.units) > 0)
+    ).all()
+    assert not given_back, given_back  # released more units than it holds reserved
 
 
 def bare_shop(engine: Engine, slug: str, now: datetime, **settings: Any) -> int:

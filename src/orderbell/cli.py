@@ -443,7 +443,8 @@ def credits_statement(
     month: Annotated[str, typer.Option(help="YYYY-MM")],
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False,
 ) -> None:
-    """A month's charges per channel, destination country and rule."""
+    """A month's charges per channel, destination country and rule, and its top-ups and
+    corrections."""
     from orderbell.billing import credits
 
     svc = _services()

@@ -888,6 +888,119 @@ def test_switching_to_unmetered_releases_what_waiting_messages_reserved(
     assert_ledger_adds_up(services)
 
 
+def test_switching_to_prepaid_leaves_notices_free_and_expired_messages_alone(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """orderbell's own notices (here the low-balance e-mail) are never charged, and a
+    message whose validity ended while it waited reserves nothing: the worker expires it.
+    Credit given back by a switch to unmetered re-arms the low-balance notice."""
+    shop = billed_shop(client, "0.10")
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"low_balance_thresholds": ["0.08"], "notify_email": "o@shop.example"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("N-1"))  # 0.10 → 0.05: the notice is queued
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "unmetered"})
+    post(client, shop, order_event("N-2"))  # planned unmetered, valid for 600 minutes
+    clock.advance(timedelta(minutes=601))  # N-1 and N-2 are past their validity
+    post(client, shop, order_event("N-3", at=clock.now().isoformat()))  # planned unmetered, valid
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "prepaid"})
+    assert (r.json()["reserved"], r.json()["available"]) == ("0.0500", "0.0500")
+    with services.engine.connect() as conn:
+        rows = conn.execute(
+            select(messages_table.c.id, messages_table.c.channel, messages_table.c.billing)
+            .order_by(messages_table.c.id)
+        ).all()  # fmt: skip
+    assert [(r.channel, r.billing) for r in rows] == [
+        ("sms", None), ("email", None), ("sms", None), ("sms", "reserved"), ("email", None)
+    ]  # fmt: skip
+    drain(services)
+    assert [m["status"] for m in messages(client, shop)] == [
+        "expired", "sent", "expired", "sent", "sent"
+    ]  # fmt: skip
+    n1, notice, n2, n3, again = (r.id for r in rows)
+    assert ledger_kinds(client, shop, n1) == ["release", "reservation"]
+    assert ledger_kinds(client, shop, notice) == ledger_kinds(client, shop, again) == []
+    assert ledger_kinds(client, shop, n2) == []
+    assert ledger_kinds(client, shop, n3) == ["debit", "release", "reservation"]
+    assert summary(client, shop)["available"] == "0.0500"
+    assert_ledger_adds_up(services)
+
+
+@pytest.mark.parametrize("mode", ["unmetered", "prepaid"])
+@pytest.mark.parametrize("attempt", ["stopped", "deferred", "sent"])
+def test_a_message_being_sent_during_a_switch_is_billed_on_the_new_terms(
+    client: TestClient, services: Services, clock: ManualClock, mode: str, attempt: str
+) -> None:
+    """A worker holds the message when the mode changes. Whether its attempt goes out, is
+    retried later, or is handed back by a worker stopping, the message is charged once on
+    prepaid terms and not at all on unmetered ones."""
+    shop = billed_shop(client, "1", billing="unmetered" if mode == "prepaid" else "prepaid")
+    if mode == "prepaid":
+        r = client.post("/v1/credits/topups", headers=shop["auth"],
+                        json={"amount": "1", "reference": "flight"})  # fmt: skip
+        assert r.status_code == 201, r.text
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("F-1"))
+    now = clock.now()
+    with services.engine.begin() as conn:
+        [row] = claims.claim(conn, worker="w1", now=now, lease_until=now + timedelta(minutes=1),
+                             limit=10)  # fmt: skip
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": mode})
+    assert r.status_code == 200, r.text
+    assert r.json()["reserved"] == ("0.0500" if mode == "prepaid" else "0.0000")
+    with services.engine.begin() as conn:
+        if attempt == "stopped":
+            claims.release(conn, "w1", now, [(row.id, "scheduled")])
+        else:
+            status = "sent" if attempt == "sent" else "deferred"
+            outcome = claims.Outcome(message_id=row.id, status=status, reason=attempt,
+                                     attempt_outcome="ok" if attempt == "sent" else "retryable",
+                                     due_at=None if attempt == "sent" else now)  # fmt: skip
+            claims.finish(conn, "w1", now, [outcome], credits.settle(conn, "w1", [outcome], now))
+    clock.advance(timedelta(minutes=2))
+    drain(services)
+    [message] = messages(client, shop)
+    assert message["status"] == "sent"
+    kinds = ledger_kinds(client, shop, message["id"])
+    if mode == "prepaid":
+        assert kinds == ["debit", "release", "reservation"]
+    else:
+        assert kinds == ["release", "reservation"]
+    assert summary(client, shop)["reserved"] == "0.0000"
+    assert_ledger_adds_up(services)
+
+
+def test_switching_back_and_forth_gives_back_each_allowance_unit_once(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A message reserved from a package more than once (its shop switched to unmetered and
+    back) holds one reservation: released, it gives back the units it holds, not those of
+    every reservation it ever had; debited, it is charged its own units."""
+    shop = billed_shop(client, "1")
+    r = client.post("/v1/credits/packages", headers=shop["auth"],
+                    json={"name": "p", "channel": "sms", "allowance": 3, "carry_over": "none"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("A-1"))
+
+    def remaining() -> list[int]:
+        return [a["remaining"] for a in summary(client, shop)["allowances"]]
+
+    seen = [remaining()]
+    for mode in ("unmetered", "prepaid", "unmetered", "prepaid", "unmetered", "prepaid"):
+        client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": mode})
+        seen.append(remaining())
+    assert seen == [[2], [3], [2], [3], [2], [3], [2]]
+    assert_ledger_adds_up(services)
+    drain(services)
+    data = client.get("/v1/credits/statement", headers=shop["auth"],
+                      params={"month": "2026-11"}).json()  # fmt: skip
+    assert [(x["messages"], x["allowance_units"]) for x in data["lines"]] == [(1, 1)]
+    assert remaining() == [2]
+    assert_ledger_adds_up(services)
+
+
 @pytest.mark.parametrize(
     "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )

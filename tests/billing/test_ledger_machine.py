@@ -245,12 +245,18 @@ class LedgerMachine(RuleBasedStateMachine):
             # pending one is still paid for while prepaid (reserved, or debited already
             # when an ambiguous attempt may have reached the provider), and not while
             # unmetered (unless debited already)
-            rows = conn.execute(select(messages.c.id, messages.c.status, messages.c.billing))
+            # (one past its validity is left for the worker to expire: never sent, it
+            # needs no credit)
+            rows = conn.execute(
+                select(messages.c.id, messages.c.status, messages.c.billing, messages.c.expires_at)
+            )
             for row in rows.all():
                 if row.status == "sent":
                     assert row.billing == ("debited" if row.id in self.charged else None)
                 if row.status in ("scheduled", "deferred"):
                     paid = ("reserved", "debited") if self.prepaid else (None, "debited")
+                    if row.expires_at is not None and row.expires_at <= self.clock.now():
+                        paid = (*paid, None)
                     assert row.billing in paid, (row, self.prepaid)
                 if row.status == "held":  # over the cap or without credit: nothing reserved
                     assert row.billing in (None, "released", "debited")
@@ -307,6 +313,16 @@ LedgerMachine.TestCase.settings = settings(
 TestLedgerMachine = LedgerMachine.TestCase
 
 
+def assert_charged_once(machine: LedgerMachine) -> None:
+    """The machine's one message is sent, and its credit was reserved and debited once."""
+    with machine.svc.engine.connect() as conn:
+        sent = conn.execute(select(messages.c.status, messages.c.billing)).one()
+        kinds = [k for (k,) in conn.execute(select(ledger.c.kind).order_by(ledger.c.id))]
+    assert tuple(sent) == ("sent", "debited")
+    assert kinds == ["topup", "reservation", "release", "debit"]
+    machine.ledger_adds_up()
+
+
 def test_an_ambiguous_send_later_held_over_the_cap_is_charged_once() -> None:
     """An attempt that may have gone out is debited; held over a lowered cap at the retry
     and released by the shop, the message is not reserved (nor debited) a second time."""
@@ -324,11 +340,46 @@ def test_an_ambiguous_send_later_held_over_the_cap_is_charged_once() -> None:
         assert tuple(held) == ("held", "debited")
         machine.sms_settings(cap=None, transliterate=False)
         machine.send(Outcome.ACCEPTED)
+        assert_charged_once(machine)
+    finally:
+        machine.teardown()
+
+
+def test_an_ambiguous_send_is_not_charged_again_after_a_switch_to_unmetered_and_back() -> None:
+    """Debited after an ambiguous attempt, the message is not reserved again when its shop
+    switches to unmetered and back to prepaid: its retry is not charged a second time."""
+    machine = LedgerMachine()
+    try:
+        machine.open_shop(allowance=0, carry="none")
+        machine.top_up(Decimal("0.50"))
+        machine.schedule(count=1, size=0)
+        machine.send(Outcome.AMBIGUOUS)
+        machine.billing_mode(prepaid=False)
+        machine.billing_mode(prepaid=True)
+        machine.time_passes(minutes=5)
+        machine.send(Outcome.ACCEPTED)
+        assert_charged_once(machine)
+    finally:
+        machine.teardown()
+
+
+def test_a_message_reserved_twice_from_a_package_gives_back_its_units_once() -> None:
+    """Held over the segment cap at send time (its reservation released), released by the
+    shop (reserved again), then expired: the bucket gets back the units the message holds,
+    not those of both reservations (it once grew past its grant)."""
+    machine = LedgerMachine()
+    try:
+        machine.open_shop(allowance=3, carry="none")
+        machine.schedule(count=1, size=150)  # 3 UCS-2 segments: the whole allowance
+        machine.sms_settings(cap=1, transliterate=False)
+        machine.send(Outcome.ACCEPTED)  # held at send time: released
+        machine.sms_settings(cap=None, transliterate=False)  # scheduled: reserved again
+        machine.time_passes(minutes=120)  # past its 90 minutes of validity
+        machine.send(Outcome.ACCEPTED)  # expired: released
         with machine.svc.engine.connect() as conn:
-            sent = conn.execute(select(messages.c.status, messages.c.billing)).one()
-            kinds = [k for (k,) in conn.execute(select(ledger.c.kind).order_by(ledger.c.id))]
-        assert tuple(sent) == ("sent", "debited")
-        assert kinds == ["topup", "reservation", "release", "debit"]
+            status = conn.execute(select(messages.c.status)).scalar_one()
+            remaining = conn.execute(select(allowance_buckets.c.remaining)).scalar_one()
+        assert (status, remaining) == ("expired", 3)
         machine.ledger_adds_up()
     finally:
         machine.teardown()

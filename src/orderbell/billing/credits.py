@@ -875,17 +875,24 @@ _BILLING_STATE = "UPDATE messages SET billing = ? WHERE id IN ({ids})"
 
 
 def _units_of(row: Any, conn: Connection) -> int:
-    """Allowance units a message reserved (from its reservation entry)."""
-    return _reserved_units(conn, [row.id]).get(row.id, 0)
+    """Allowance units a debited message was charged (from its debit entry)."""
+    return _units(conn, [row.id], ("debit",)).get(row.id, 0)
 
 
 def _reserved_units(conn: Connection, message_ids: Sequence[int]) -> dict[int, int]:
-    """Allowance units each message reserved (from their reservation entries), one query."""
+    """Allowance units each message holds reserved now, one query: its reservations net of
+    its releases (a message may have been reserved more than once — held over the segment
+    cap at send time and released, or its shop switched to unmetered and back)."""
+    return _units(conn, message_ids, ("reservation", "release"))
+
+
+def _units(conn: Connection, message_ids: Sequence[int], kinds: tuple[str, ...]) -> dict[int, int]:
+    """Allowance units each message's entries of these kinds took (their units negated)."""
     if not message_ids:
         return {}
     rows = conn.execute(
         select(ledger.c.message_id, func.sum(ledger.c.units))
-        .where(ledger.c.message_id.in_(message_ids), ledger.c.kind == "reservation")
+        .where(ledger.c.message_id.in_(message_ids), ledger.c.kind.in_(kinds))
         .group_by(ledger.c.message_id)
     )
     return {int(m): -int(u or 0) for m, u in rows}
@@ -1256,30 +1263,38 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
     return released
 
 
-#: Messages waiting for their due time, not yet claimed by a worker: a change of the
-#: account's mode moves their credit. (One being sent goes out on the terms it was claimed
-#: with; a held one is reserved, if at all, when it is released.)
-_WAITING = (MessageStatus.SCHEDULED.value, MessageStatus.DEFERRED.value)
+#: Messages not sent yet whose credit a change of the account's mode moves: waiting for
+#: their due time, or claimed by a worker now (its attempt may not go out, and the message
+#: then waits again). A held one is reserved, if at all, when it is released.
+_UNSENT = (
+    MessageStatus.SCHEDULED.value,
+    MessageStatus.DEFERRED.value,
+    MessageStatus.SENDING.value,
+)
 
 
 def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
-    """Bring the shop's waiting messages in line with its account's mode, just changed (the
-    caller has written it, under the account's lock). Prepaid: each message planned while the
-    shop was unmetered is reserved now, oldest due first, as if planned now; one that cannot
-    be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases it.
-    Unmetered: what the waiting messages reserved is released, and they go out uncharged.
-    Returns how many messages changed."""
+    """Bring the shop's unsent messages in line with its account's mode, just changed (the
+    caller has written it, under the account's lock). Returns how many messages changed.
+
+    Prepaid: each priced message (orderbell's own notices are free) that is not paid for yet
+    and still valid is reserved now, as if planned now, earliest due first; a waiting one that
+    cannot be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases
+    it. One a worker is sending, if it cannot be funded, goes out on the terms it was claimed
+    with. A message debited already (an ambiguous attempt that may have gone out) is never
+    reserved again: its next attempt is not charged twice.
+
+    Unmetered: what the unsent messages reserved is released; they go out uncharged (a
+    worker's settlement finds nothing reserved to debit)."""
     acct = account(conn, shop_id, lock=True)
-    waiting = (
-        messages.c.shop_id == shop_id,
-        messages.c.status.in_(_WAITING),
-    )
+    unsent = (messages.c.shop_id == shop_id, messages.c.status.in_(_UNSENT))
     if acct.mode != PREPAID:
         rows = conn.execute(
             select(*_BILL_COLUMNS)
-            .where(*waiting, messages.c.billing == "reserved")
+            .where(*unsent, messages.c.billing == "reserved")
             .order_by(messages.c.id)
-            .with_for_update()  # (PostgreSQL: a worker's claim skips them meanwhile)
+            # PostgreSQL: a claim skips the locked rows, a worker settling one waits
+            .with_for_update()
         ).all()
         _settle(conn, rows, now, actor, handed=(), mark=False)
         ids = [row.id for row in rows]
@@ -1289,18 +1304,23 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
                 .where(messages.c.id.in_(ids[start : start + 500]))
                 .values(billing=None, funding=None, bucket_id=None)
             )
+        if ids:
+            _check_low_balance(conn, shop_id, now)  # re-armed by the credit given back
         return len(ids)
-    # (a message already debited — an ambiguous attempt that may have gone out — is never
-    # reserved again: its next attempt is not charged twice)
     unbilled = conn.execute(
-        select(*_TO_RESERVE)
-        .where(*waiting, messages.c.billing.is_(None))
+        select(*_TO_RESERVE, messages.c.status)
+        .where(
+            *unsent,
+            messages.c.billing.is_(None),
+            messages.c.cost.is_not(None),
+            or_(messages.c.expires_at.is_(None), messages.c.expires_at > now),
+        )
         .order_by(messages.c.due_at, messages.c.id)
         .with_for_update()
     ).all()
     for row in unbilled:
         q, hold = _reserve_stored(conn, shop_id, acct.plan_id, row, now, actor)
-        if hold is not None:
+        if hold is not None and row.status != MessageStatus.SENDING.value:
             message_store.set_status(conn, row.id, now, MessageStatus.HELD, hold, cost=q.cost)
     return len(unbilled)
 
@@ -1712,7 +1732,8 @@ def parse_month(value: str, field: str = "month") -> date:
 
 
 def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
-    """A month's charges per channel, destination country and rule (debits net of refunds)."""
+    """A month's charges per channel, destination country and rule (debits net of refunds),
+    and the credit that came in: its top-ups and corrections by hand, each summed."""
     if conn.execute(select(shops.c.id).where(shops.c.id == shop_id)).first() is None:
         raise NotFound("shop not found")
     start, end = month_bounds(conn, shop_id, month)
@@ -1772,7 +1793,8 @@ def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
 def statement_csv(data: dict[str, Any]) -> str:
     """The statement as CSV: one line per channel × country × rule, their total, then the
     credit that came in — the month's top-ups and corrections by hand — on lines of their
-    own (their credits in the credits column; a correction taking credit back is negative)."""
+    own. The credits column is what was spent on the charge lines and the total, what came
+    in on these two (a correction taking credit back is negative): they are not summed."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(

@@ -129,7 +129,8 @@ def get_statement(
     month: Annotated[str, Query(max_length=7)],
     format: Literal["json", "csv"] = "json",
 ) -> Any:
-    """A month's charges per channel, destination country and rule, as JSON or CSV."""
+    """A month's charges per channel, destination country and rule, and the credit that came
+    in (top-ups, corrections), as JSON or CSV."""
     data = credits.statement(conn, shop, credits.parse_month(month))
     if format == "csv":
         return PlainTextResponse(credits.statement_csv(data), media_type="text/csv")
