@@ -29,7 +29,15 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, tuple_, update
 
-from orderbell.billing.prices import Quote, destination_country, fmt, money, parse_credits
+from orderbell.billing.prices import (
+    Quote,
+    destination_country,
+    fmt,
+    money,
+    parse_credits,
+    priced,
+    unit_price,
+)
 from orderbell.billing.prices import quote as price_quote
 from orderbell.domain.calendar import at_local, local
 from orderbell.domain.model import Channel, MessageStatus, text_problem
@@ -770,30 +778,52 @@ def insert_funded(
     if funding.hold is not None:
         values.update(status=MessageStatus.HELD.value, reason=funding.hold)
     message_id = message_store.insert(conn, values)
+    if funding.hold is None:
+        _reserve_funded(
+            conn, account_cache, funding, entries, message_id, values.get("rule_id"), channel,
+            quote, now, actor,
+        )  # fmt: skip
+    return message_id, funding.hold
+
+
+def _reserve_funded(
+    conn: Connection,
+    account_cache: list[Account],
+    funding: Funding,
+    entries: Reservations | None,
+    message_id: int,
+    rule_id: int | None,
+    channel: Channel,
+    quote: Quote,
+    now: datetime,
+    actor: str,
+) -> None:
+    """Reserve what `decide` funded for a stored message, and move the cached account with
+    it. Prepaid credit is queued in `entries` (written with the transaction's others:
+    `Reservations.write`) — what `record` does for most messages, without its checks; an
+    allowance is written at once (the next decision reads the bucket)."""
+    acct = account_cache[0]
     if funding is _CREDIT and entries is not None:
-        # what `record` does for most messages, without its checks: queued, written with
-        # the transaction's others (`Reservations.write`)
         entries.entries.message_credit(
             "reserve", acct.shop_id, now, quote.cost, channel.value, quote.country, message_id,
-            values.get("rule_id"), actor,
+            rule_id, actor,
             # a month is kept only for a cap, and only decide() keeps one (under the lock the
             # account was read with): without either, there is no spending to keep current
             spend=acct.monthly_cap is not None or acct.keeps_month,
         )  # fmt: skip
         account_cache[0] = acct.moved(quote.cost)
-    elif funding.hold is None:
+    else:
         account_cache[0] = record(
             conn,
-            account_cache[0],
+            acct,
             funding,
             message_id=message_id,
-            rule_id=values.get("rule_id"),
+            rule_id=rule_id,
             channel=channel,
             quote=quote,
             now=now,
             actor=actor,
         )
-    return message_id, funding.hold
 
 
 def reserve(
@@ -1318,11 +1348,46 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
         .order_by(messages.c.due_at, messages.c.id)
         .with_for_update()
     ).all()
+    # as the planner reserves: the account read once and moved in memory, the credit's
+    # entries written together at the end (a switch may meet a large scheduled campaign)
+    reservations = Reservations()
+    cache = reservations.account_cache(shop_id)
+    cache.append(acct)
+    has_packages = (
+        conn.execute(select(packages.c.id).where(packages.c.shop_id == shop_id).limit(1)).first()
+        is not None
+    )
+    unit_prices: dict[tuple[Channel, str | None], Decimal] = {}
+    funded: list[tuple[Any, ...]] = []
+    db = Driver(conn)
     for row in unbilled:
-        q, hold = _reserve_stored(conn, shop_id, acct.plan_id, row, now, actor)
-        if hold is not None and row.status != MessageStatus.SENDING.value:
-            message_store.set_status(conn, row.id, now, MessageStatus.HELD, hold, cost=q.cost)
+        channel = _CHANNELS[row.channel]
+        country = destination_country(channel, row.recipient)
+        unit = unit_prices.get((channel, country))
+        if unit is None:
+            unit = unit_prices[channel, country] = unit_price(
+                conn, shop_id, acct.plan_id, channel, country
+            )
+        q = priced(unit, channel, country, row.segments)
+        queued = reservations.queued_spending(shop_id) if acct.monthly_cap is not None else _ZERO
+        funding = decide(conn, cache[0], channel, q, now, allowances=has_packages, queued=queued)
+        if funding.hold is not None:
+            if row.status != MessageStatus.SENDING.value:
+                message_store.set_status(
+                    conn, row.id, now, MessageStatus.HELD, funding.hold, cost=q.cost
+                )
+            continue
+        _reserve_funded(conn, cache, funding, reservations, row.id, row.rule_id, channel, q, now,
+                        actor)  # fmt: skip
+        funded.append((db.money(q.cost), funding.funding, funding.bucket_id, row.id))
+    reservations.write(conn, now)
+    db.executemany(_FUNDED, funded)
     return len(unbilled)
+
+
+_FUNDED = (
+    "UPDATE messages SET cost = ?, funding = ?, bucket_id = ?, billing = 'reserved' WHERE id = ?"
+)
 
 
 # ------------------------------------------------------------------ low balance
