@@ -929,12 +929,13 @@ def test_switching_to_prepaid_leaves_notices_free_and_expired_messages_alone(
 
 @pytest.mark.parametrize("mode", ["unmetered", "prepaid"])
 @pytest.mark.parametrize("attempt", ["stopped", "deferred", "sent"])
-def test_a_message_being_sent_during_a_switch_is_billed_on_the_new_terms(
+def test_a_message_being_sent_during_a_switch(
     client: TestClient, services: Services, clock: ManualClock, mode: str, attempt: str
 ) -> None:
-    """A worker holds the message when the mode changes. Whether its attempt goes out, is
-    retried later, or is handed back by a worker stopping, the message is charged once on
-    prepaid terms and not at all on unmetered ones."""
+    """A worker holds the message when the mode changes, and its attempt goes out, is
+    retried later, or is handed back by a worker stopping. Switched to unmetered, the shop
+    is not charged for it: the worker's settlement releases what it reserved. Switched to
+    prepaid, it goes out on the unmetered terms it was claimed with, retry included."""
     shop = billed_shop(client, "1", billing="unmetered" if mode == "prepaid" else "prepaid")
     if mode == "prepaid":
         r = client.post("/v1/credits/topups", headers=shop["auth"],
@@ -948,7 +949,7 @@ def test_a_message_being_sent_during_a_switch_is_billed_on_the_new_terms(
                              limit=10)  # fmt: skip
     r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": mode})
     assert r.status_code == 200, r.text
-    assert r.json()["reserved"] == ("0.0500" if mode == "prepaid" else "0.0000")
+    assert r.json()["reserved"] == ("0.0500" if mode == "unmetered" else "0.0000")
     with services.engine.begin() as conn:
         if attempt == "stopped":
             claims.release(conn, "w1", now, [(row.id, "scheduled")])
@@ -961,13 +962,11 @@ def test_a_message_being_sent_during_a_switch_is_billed_on_the_new_terms(
     clock.advance(timedelta(minutes=2))
     drain(services)
     [message] = messages(client, shop)
-    assert message["status"] == "sent"
+    assert (message["status"], message["billing"]) == ("sent", None)
     kinds = ledger_kinds(client, shop, message["id"])
-    if mode == "prepaid":
-        assert kinds == ["debit", "release", "reservation"]
-    else:
-        assert kinds == ["release", "reservation"]
-    assert summary(client, shop)["reserved"] == "0.0000"
+    assert kinds == (["release", "reservation"] if mode == "unmetered" else [])
+    after = summary(client, shop)
+    assert (after["available"], after["reserved"]) == ("1.0000", "0.0000")
     assert_ledger_adds_up(services)
 
 
@@ -998,6 +997,12 @@ def test_switching_back_and_forth_gives_back_each_allowance_unit_once(
                       params={"month": "2026-11"}).json()  # fmt: skip
     assert [(x["messages"], x["allowance_units"]) for x in data["lines"]] == [(1, 1)]
     assert remaining() == [2]
+    # not delivered, and the shop is not charged for that: the one unit it was debited back
+    [message] = messages(client, shop)
+    with services.engine.begin() as conn:
+        conn.execute(credit_accounts.update().values(charge_failed_after_submission=False))
+        assert credits.refund_after_submission(conn, message["id"], clock.now(), "dlr")
+    assert remaining() == [3]
     assert_ledger_adds_up(services)
 
 

@@ -1031,10 +1031,37 @@ def settle(
     db = Driver(conn)
     sql = _BILLED.format(ids=marks(len(ids))) + ("" if db.sqlite else _LOCK_BILLED)
     rows = [_Billed(*row) for row in db.rows(sql, (*ids, worker))]
-    states = _settle(conn, rows, now, f"worker:{worker}", handed, mark=False)
-    for shop_id in sorted({row.shop_id for row in rows}):
+    if not rows:
+        return {}
+    shops = sorted({row.shop_id for row in rows})
+    # a shop switched to unmetered while these were being sent (or waited for a retry)
+    # is not charged for them: their reservations are released and they are left unbilled
+    unmetered = {s for (s,) in db.rows(_UNMETERED_AMONG.format(ids=marks(len(shops))), shops)}
+    free = {row.id for row in rows if row.shop_id in unmetered}
+    states = _settle(conn, rows, now, f"worker:{worker}", handed - free, mark=False)
+    if free:
+        _clear_billing(conn, free)
+        states = {m: state for m, state in states.items() if m not in free}
+    for shop_id in shops:
         _check_low_balance(conn, shop_id, now)
     return states
+
+
+_UNMETERED_AMONG = (
+    f"SELECT shop_id FROM credit_accounts WHERE shop_id IN ({{ids}}) AND mode <> '{PREPAID}'"  # noqa: S608
+)
+
+
+def _clear_billing(conn: Connection, message_ids: Collection[int]) -> None:
+    """Leave these messages unbilled, as a shop's messages are while it is unmetered (their
+    reservations released by the caller)."""
+    ids = sorted(message_ids)
+    for start in range(0, len(ids), 500):
+        conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(ids[start : start + 500]))
+            .values(billing=None, funding=None, bucket_id=None)
+        )
 
 
 def release_message(conn: Connection, message_id: int, now: datetime, actor: str) -> None:
@@ -1293,54 +1320,44 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
     return released
 
 
-#: Messages not sent yet whose credit a change of the account's mode moves: waiting for
-#: their due time, or claimed by a worker now (its attempt may not go out, and the message
-#: then waits again). A held one is reserved, if at all, when it is released.
-_UNSENT = (
-    MessageStatus.SCHEDULED.value,
-    MessageStatus.DEFERRED.value,
-    MessageStatus.SENDING.value,
-)
+#: Messages waiting for their due time, not claimed by a worker: a change of the account's
+#: mode moves their credit at once. One a worker is sending is billed when the worker
+#: settles it (`settle` releases what it reserved when its shop is unmetered by then); a
+#: held one is reserved, if at all, when it is released.
+_WAITING = (MessageStatus.SCHEDULED.value, MessageStatus.DEFERRED.value)
 
 
 def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
-    """Bring the shop's unsent messages in line with its account's mode, just changed (the
+    """Bring the shop's waiting messages in line with its account's mode, just changed (the
     caller has written it, under the account's lock). Returns how many messages changed.
 
     Prepaid: each priced message (orderbell's own notices are free) that is not paid for yet
-    and still valid is reserved now, as if planned now, earliest due first; a waiting one that
-    cannot be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases
-    it. One a worker is sending, if it cannot be funded, goes out on the terms it was claimed
-    with. A message debited already (an ambiguous attempt that may have gone out) is never
-    reserved again: its next attempt is not charged twice.
+    and still valid is reserved now, as if planned now, earliest due first; one that cannot
+    be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases it.
+    A message debited already (an ambiguous attempt that may have gone out) is never
+    reserved again: its next attempt is not charged twice. (One a worker was sending when
+    the shop switched goes out on the unmetered terms it was claimed with, and so does its
+    retry if that attempt fails.)
 
-    Unmetered: what the unsent messages reserved is released; they go out uncharged (a
-    worker's settlement finds nothing reserved to debit)."""
+    Unmetered: what the waiting messages reserved is released; they go out uncharged."""
     acct = account(conn, shop_id, lock=True)
-    unsent = (messages.c.shop_id == shop_id, messages.c.status.in_(_UNSENT))
+    waiting = (messages.c.shop_id == shop_id, messages.c.status.in_(_WAITING))
     if acct.mode != PREPAID:
         rows = conn.execute(
             select(*_BILL_COLUMNS)
-            .where(*unsent, messages.c.billing == "reserved")
+            .where(*waiting, messages.c.billing == "reserved")
             .order_by(messages.c.id)
-            # PostgreSQL: a claim skips the locked rows, a worker settling one waits
-            .with_for_update()
+            .with_for_update()  # (PostgreSQL: a worker's claim skips them meanwhile)
         ).all()
         _settle(conn, rows, now, actor, handed=(), mark=False)
-        ids = [row.id for row in rows]
-        for start in range(0, len(ids), 500):
-            conn.execute(
-                update(messages)
-                .where(messages.c.id.in_(ids[start : start + 500]))
-                .values(billing=None, funding=None, bucket_id=None)
-            )
-        if ids:
+        _clear_billing(conn, [row.id for row in rows])
+        if rows:
             _check_low_balance(conn, shop_id, now)  # re-armed by the credit given back
-        return len(ids)
+        return len(rows)
     unbilled = conn.execute(
-        select(*_TO_RESERVE, messages.c.status)
+        select(*_TO_RESERVE)
         .where(
-            *unsent,
+            *waiting,
             messages.c.billing.is_(None),
             messages.c.cost.is_not(None),
             or_(messages.c.expires_at.is_(None), messages.c.expires_at > now),
@@ -1359,6 +1376,8 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
     )
     unit_prices: dict[tuple[Channel, str | None], Decimal] = {}
     funded: list[tuple[Any, ...]] = []
+    held: list[tuple[Any, ...]] = []
+    log: list[message_store.LogEntry] = []
     db = Driver(conn)
     for row in unbilled:
         channel = _CHANNELS[row.channel]
@@ -1372,21 +1391,30 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
         queued = reservations.queued_spending(shop_id) if acct.monthly_cap is not None else _ZERO
         funding = decide(conn, cache[0], channel, q, now, allowances=has_packages, queued=queued)
         if funding.hold is not None:
-            if row.status != MessageStatus.SENDING.value:
-                message_store.set_status(
-                    conn, row.id, now, MessageStatus.HELD, funding.hold, cost=q.cost
+            clipped = message_store.clip(funding.hold, message_store.REASON_SIZE)
+            held.append((clipped, db.money(q.cost), db.time(now), row.id))
+            log.append(
+                message_store.LogEntry(
+                    message_id=row.id, at=now, status=MessageStatus.HELD.value, reason=funding.hold
                 )
+            )
             continue
         _reserve_funded(conn, cache, funding, reservations, row.id, row.rule_id, channel, q, now,
                         actor)  # fmt: skip
         funded.append((db.money(q.cost), funding.funding, funding.bucket_id, row.id))
     reservations.write(conn, now)
     db.executemany(_FUNDED, funded)
+    db.executemany(_HELD, held)
+    message_store.add_log(conn, log)
     return len(unbilled)
 
 
 _FUNDED = (
     "UPDATE messages SET cost = ?, funding = ?, bucket_id = ?, billing = 'reserved' WHERE id = ?"
+)
+_HELD = (
+    f"UPDATE messages SET status = '{MessageStatus.HELD.value}', reason = ?, cost = ?, "  # noqa: S608
+    "updated_at = ? WHERE id = ?"
 )
 
 
