@@ -1245,7 +1245,7 @@ def adjust(
             **summary(conn, shop_id, now)}  # fmt: skip
 
 
-#: What `_reserve_stored` reads of a message.
+#: What a message's reservation is priced from (with its id and rule).
 _TO_RESERVE = (
     messages.c.id,
     messages.c.rule_id,
@@ -1253,26 +1253,6 @@ _TO_RESERVE = (
     messages.c.recipient,
     messages.c.segments,
 )
-
-
-def _reserve_stored(
-    conn: Connection, shop_id: int, plan_id: int | None, row: Any, now: datetime, actor: str
-) -> tuple[Quote, str | None]:
-    """Price a stored message (its `_TO_RESERVE` columns) at today's prices
-    and reserve its cost: the quote, and the hold reason when it cannot be funded."""
-    channel = Channel(row.channel)
-    q = price_quote(conn, shop_id, plan_id, channel, row.recipient, int(row.segments or 1))
-    hold = reserve(
-        conn,
-        shop_id=shop_id,
-        message_id=row.id,
-        rule_id=row.rule_id,
-        channel=channel,
-        quote=q,
-        now=now,
-        actor=actor,
-    )
-    return q, hold
 
 
 def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
@@ -1305,7 +1285,19 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
                 "expired: validity ended while the message was held for credit",
             )
             continue
-        _, reason = _reserve_stored(conn, shop_id, acct.plan_id, row, now, actor)
+        channel = Channel(row.channel)
+        units = int(row.segments or 1)
+        q = price_quote(conn, shop_id, acct.plan_id, channel, row.recipient, units)
+        reason = reserve(
+            conn,
+            shop_id=shop_id,
+            message_id=row.id,
+            rule_id=row.rule_id,
+            channel=channel,
+            quote=q,
+            now=now,
+            actor=actor,
+        )
         if reason is not None:
             break
         message_store.set_status(
