@@ -16,7 +16,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, text
 from tests.conftest import make_shop
-from tests.support import assert_ledger_adds_up, drain, messages, rule, template
+from tests.support import (
+    assert_buckets_add_up,
+    assert_ledger_adds_up,
+    drain,
+    messages,
+    rule,
+    template,
+)
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits, plans, prices
@@ -404,6 +411,99 @@ def test_package_allowance_first_then_credit_and_carry_over(
         post(client, shop, order_event(f"K-{3 + i}", at="2026-12-02T09:00:00+03:00"))
     drain(services)
     assert summary(client, shop)["available"] == "0.9500"
+    assert_ledger_adds_up(services)
+
+
+def test_a_planner_batch_draws_allowances_in_order_then_credit(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Events planned in one transaction take allowance units from the buckets read once and
+    kept in memory (`Reservations.usable_bucket`): carried-over first, then this month's,
+    then prepaid credit, exactly as one event at a time would; each bucket is moved once."""
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat("2026-11-05T10:00:00+03:00"))
+    pkg = client.post("/v1/credits/packages", headers=shop["auth"],
+                      json={"name": "p", "channel": "sms", "allowance": 2,
+                            "carry_over": "unlimited"})  # fmt: skip
+    assert pkg.status_code == 201, pkg.text
+    post(client, shop, order_event("N-1", at="2026-11-05T10:00:00+03:00"))  # 1 of 2 used
+    drain(services)
+    at = "2026-12-01T09:00:00+03:00"
+    clock.set(datetime.fromisoformat(at))
+    assert client.post("/v1/credits/renew", headers=shop["auth"]).json()["granted"] == 1
+    for i in range(5):
+        r = client.post("/v1/events", json=order_event(f"D-{i}", at=at),
+                        headers={**shop["auth"], "Prefer": "respond-async"})  # fmt: skip
+        assert r.status_code == 202, r.text
+    assert services.ingestor.plan_waiting(100) == 5
+    with services.engine.connect() as conn:
+        buckets = {
+            b.id: (b.period, b.kind)
+            for b in conn.execute(text("SELECT id, period, kind FROM allowance_buckets"))
+        }
+        taken = conn.execute(
+            select(ledger.c.bucket_id, ledger.c.units, ledger.c.credits)
+            .where(ledger.c.kind == "reservation", ledger.c.at >= clock.now())
+            .order_by(ledger.c.id)
+        ).all()
+        assert [(buckets.get(b), u, Decimal(str(c))) for b, u, c in taken] == [
+            (("2026-11", "carry_over"), -1, 0),
+            (("2026-12", "allowance"), -1, 0),
+            (("2026-12", "allowance"), -1, 0),
+            (None, 0, Decimal("-0.05")),
+            (None, 0, Decimal("-0.05")),
+        ]
+        assert_buckets_add_up(conn)
+    assert all(a["remaining"] == 0 for a in summary(client, shop)["allowances"])
+    assert summary(client, shop)["available"] == "0.9000"
+    drain(services)
+    assert [m["status"] for m in messages(client, shop)] == ["sent"] * 6
+    assert_ledger_adds_up(services)
+
+
+def test_an_event_rolled_back_in_a_batch_gives_its_allowance_units_back_to_the_next(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """What a failed event took from a bucket held in memory is back there for the next."""
+    shop, _first, shop_id, values = one_planned(client, services, clock, "U-0")
+    r = client.post("/v1/credits/packages", headers=shop["auth"],
+                    json={"name": "p", "channel": "sms", "allowance": 1, "carry_over": "none"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    now = clock.now()
+    with services.engine.begin() as conn:
+        batch = credits.Reservations()
+
+        def reserve_one() -> tuple[int, str | None]:
+            message_id, hold = credits.insert_funded(
+                conn, dict(values), quote=QUOTE, account_cache=batch.account_cache(shop_id),
+                now=now, actor="test", entries=batch,
+            )  # fmt: skip
+            return message_id, hold
+
+        def failing_event() -> None:
+            with batch.item(), conn.begin_nested():
+                reserve_one()
+                raise RuntimeError("the event failed after its units were taken")
+
+        with pytest.raises(RuntimeError):
+            failing_event()
+        with batch.item(), conn.begin_nested():
+            kept, hold = reserve_one()
+            assert hold is None
+            second, hold = reserve_one()  # the bucket's one unit is kept's: credit pays
+            assert hold is None
+        batch.write(conn, now)
+        funding = dict(
+            conn.execute(
+                select(messages_table.c.id, messages_table.c.funding).where(
+                    messages_table.c.id.in_([kept, second])
+                )
+            ).all()
+        )
+        assert funding == {kept: "allowance", second: "credit"}
+        assert_buckets_add_up(conn)
+        left = conn.execute(text("SELECT remaining FROM allowance_buckets")).scalars().all()
+        assert left == [0]
     assert_ledger_adds_up(services)
 
 

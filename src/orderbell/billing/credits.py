@@ -27,7 +27,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, tuple_, update
 
 from orderbell.billing.prices import (
     Quote,
@@ -44,7 +44,7 @@ from orderbell.domain.model import Channel, MessageStatus, text_problem
 from orderbell.errors import Conflict, InvalidInput, NotFound
 from orderbell.store import claims
 from orderbell.store import messages as message_store
-from orderbell.store.driver import Driver, json_out, marks
+from orderbell.store.driver import Driver, json_out, marks, time_out
 from orderbell.store.schema import (
     Money,
     allowance_buckets,
@@ -533,32 +533,14 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
     return total
 
 
-def _usable_bucket(
-    conn: Connection, shop_id: int, channel: Channel, units: int, now: datetime
-) -> Any:
-    return conn.execute(
-        _USABLE_BUCKET,
-        {"shop_id": shop_id, "channel": channel.value, "units": units, "now": now},
-    ).first()
-
-
-_USABLE_BUCKET = (
-    select(allowance_buckets.c.id)
-    .where(
-        allowance_buckets.c.shop_id == bindparam("shop_id"),
-        allowance_buckets.c.channel == bindparam("channel"),
-        allowance_buckets.c.remaining >= bindparam("units"),
-        or_(
-            allowance_buckets.c.expires_at.is_(None),
-            allowance_buckets.c.expires_at > bindparam("now", type_=ledger.c.at.type),
-        ),
-    )
-    .order_by(
-        (allowance_buckets.c.kind != "carry_over"),  # carried-over allowance first
-        allowance_buckets.c.period,
-        allowance_buckets.c.id,
-    )
-    .limit(1)
+#: A shop's buckets of one channel with anything left, in the order allowances are used in
+#: (carried-over first, then the oldest period's), as `Reservations` holds them: it checks
+#: their expiry as it uses them. (Raw SQL: it is read for every event of a shop with
+#: packages that is planned on its own.)
+_BUCKETS_LEFT = (
+    "SELECT id, remaining, expires_at FROM allowance_buckets "
+    "WHERE shop_id = ? AND channel = ? AND remaining > 0 "
+    "ORDER BY kind <> 'carry_over', period, id"
 )
 
 
@@ -593,16 +575,21 @@ def decide(
     *,
     allowances: bool = True,
     queued: Decimal = _ZERO,
+    cache: Reservations | None = None,
 ) -> Funding:
     """Allowance first (carried-over before this month's), then credit within the cap.
     `allowances=False` says the shop has no packages, so no allowance is looked for;
     `queued` is what this transaction has reserved so far without writing it yet (the
-    entries `Reservations.write` will write): spent this month too, as the cap sees it."""
+    entries `Reservations.write` will write): spent this month too, as the cap sees it.
+    With `cache` (the transaction's `Reservations`, which will write what is reserved),
+    the allowance is looked for among the buckets it holds in memory."""
     if acct.mode != PREPAID:
         return _UNMETERED
-    bucket = _usable_bucket(conn, acct.shop_id, channel, quote.units, now) if allowances else None
-    if bucket is not None:
-        return Funding("allowance", int(bucket.id), None)
+    if allowances:
+        buckets = Reservations() if cache is None else cache  # (without: read for this one)
+        bucket_id = buckets.usable_bucket(conn, acct.shop_id, channel, quote.units, now)
+        if bucket_id is not None:
+            return Funding("allowance", bucket_id, None)
     if acct.monthly_cap is not None:
         spent = month_spend(conn, acct.shop_id, now, keep=True) + queued
         if spent + quote.cost > acct.monthly_cap:
@@ -687,6 +674,10 @@ class Reservations:
     def __init__(self) -> None:
         self.entries = _Entries()
         self._accounts: dict[int, list[Account]] = {}
+        #: (shop, channel) → its buckets with anything left, as [id, remaining, expires_at]
+        #: in the order they are used in: read once (under the account's lock, which every
+        #: writer that takes units holds), then moved in memory as units are reserved
+        self._buckets: dict[tuple[int, str], list[list[Any]]] = {}
 
     def lock(self, conn: Connection, shop_ids: Iterable[int]) -> None:
         """On PostgreSQL, read and lock the accounts of these shops now, in shop order —
@@ -708,12 +699,55 @@ class Reservations:
         """The shop's account as `insert_funded` keeps it: empty until first read."""
         return self._accounts.setdefault(shop_id, [])
 
+    def usable_bucket(
+        self, conn: Connection, shop_id: int, channel: Channel, units: int, now: datetime
+    ) -> int | None:
+        """The bucket the next `units` of this channel come from: the first in order with
+        that many left and not expired by `now` (None: no allowance left for them)."""
+        for bucket in self._channel_buckets(conn, shop_id, channel):
+            if bucket[1] >= units and (bucket[2] is None or bucket[2] > now):
+                return int(bucket[0])
+        return None
+
+    def reserve_units(
+        self,
+        conn: Connection,
+        shop_id: int,
+        channel: Channel,
+        bucket_id: int,
+        units: int,
+        **entry: Any,
+    ) -> None:
+        """Queue the reservation of `units` from a bucket `usable_bucket` chose (`entry`:
+        the rest of its ledger entry), and take them from the bucket held in memory."""
+        for bucket in self._channel_buckets(conn, shop_id, channel):
+            if bucket[0] == bucket_id:
+                bucket[1] -= units
+                break
+        else:  # pragma: no cover - usable_bucket chose it from these
+            raise RuntimeError(f"bucket {bucket_id} is not among the shop's")
+        self.entries.add(
+            shop_id, entry.pop("now"), "reservation", units=-units, bucket_id=bucket_id,
+            channel=channel.value, **entry,
+        )  # fmt: skip
+
+    def _channel_buckets(self, conn: Connection, shop_id: int, channel: Channel) -> list[list[Any]]:
+        held = self._buckets.get((shop_id, channel.value))
+        if held is None:
+            rows = Driver(conn).rows(_BUCKETS_LEFT, (shop_id, channel.value))
+            held = self._buckets[shop_id, channel.value] = [
+                [bucket_id, remaining, time_out(expires)] for bucket_id, remaining, expires in rows
+            ]
+        return held
+
     @contextmanager
     def item(self) -> Iterator[None]:
         """One event's part: if it raises, what it queued is dropped, and so is any account
-        it read first (its savepoint is rolled back, and on PostgreSQL the row lock with it)."""
+        or bucket it read or moved (its savepoint is rolled back, and on PostgreSQL the
+        account's row lock with it)."""
         rows = len(self.entries.rows)
         accounts = {k: list(v) for k, v in self._accounts.items()}
+        held = {k: [list(b) for b in v] for k, v in self._buckets.items()}
         moves = {k: list(v) for k, v in self.entries.accounts.items()}
         buckets = dict(self.entries.buckets)
         spent = {k: list(v) for k, v in self.entries.spent.items()}
@@ -724,6 +758,7 @@ class Reservations:
             del self.entries.rows[rows:]
             self._accounts, self.entries.accounts, self.entries.buckets = accounts, moves, buckets
             self.entries.spent, self.entries.untracked = spent, untracked
+            self._buckets = held
             raise
 
     def queued_spending(self, shop_id: int) -> Decimal:
@@ -771,7 +806,9 @@ def insert_funded(
         if entries is not None and acct.monthly_cap is not None
         else _ZERO
     )
-    funding = decide(conn, acct, channel, quote, now, allowances=allowances, queued=queued)
+    funding = decide(
+        conn, acct, channel, quote, now, allowances=allowances, queued=queued, cache=entries
+    )
     values["cost"] = quote.cost
     values["segments"] = quote.units if channel is Channel.SMS else None
     values.update(_CREDIT_COLUMNS if funding is _CREDIT else funding.columns())
@@ -798,10 +835,10 @@ def _reserve_funded(
     now: datetime,
     actor: str,
 ) -> None:
-    """Reserve what `decide` funded for a stored message, and move the cached account with
-    it. Prepaid credit is queued in `entries` (written with the transaction's others:
-    `Reservations.write`) — what `record` does for most messages, without its checks; an
-    allowance is written at once (the next decision reads the bucket)."""
+    """Reserve what `decide` funded for a stored message, and move the cached account (or
+    bucket) with it. With `entries`, the reservation is queued there, written with the
+    transaction's others (`Reservations.write`) — what `record` does for most messages,
+    without its checks; without, `record` writes it at once."""
     acct = account_cache[0]
     if funding is _CREDIT and entries is not None:
         entries.entries.message_credit(
@@ -812,6 +849,11 @@ def _reserve_funded(
             spend=acct.monthly_cap is not None or acct.keeps_month,
         )  # fmt: skip
         account_cache[0] = acct.moved(quote.cost)
+    elif funding.bucket_id is not None and entries is not None:  # an allowance
+        entries.reserve_units(
+            conn, acct.shop_id, channel, funding.bucket_id, quote.units, now=now, actor=actor,
+            country=quote.country, message_id=message_id, rule_id=rule_id,
+        )  # fmt: skip
     else:
         account_cache[0] = record(
             conn,
@@ -1381,7 +1423,10 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
             )
         q = priced(unit, channel, country, row.segments)
         queued = reservations.queued_spending(shop_id) if acct.monthly_cap is not None else _ZERO
-        funding = decide(conn, cache[0], channel, q, now, allowances=has_packages, queued=queued)
+        funding = decide(
+            conn, cache[0], channel, q, now, allowances=has_packages, queued=queued,
+            cache=reservations,
+        )  # fmt: skip
         if funding.hold is not None:
             clipped = message_store.clip(funding.hold, message_store.REASON_SIZE)
             held.append((clipped, db.money(q.cost), db.time(now), row.id))
