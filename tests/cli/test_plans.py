@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.cli.test_cli import orderbell, user_env
 from tests.conftest import make_shop
+from tests.support import messages, rule, template
 
 from orderbell.compose import Services
 
@@ -84,6 +85,36 @@ def test_a_shop_moves_between_plans(client: TestClient, operator: dict[str, str]
     ok(operator, "plan", "assign", "volume", "--shop", "mover")
     assert prices(client, shop)[("sms", "TR")] == ("0.0400", "plan")
     assert json.loads(ok(operator, "plan", "show", "basic", "--json"))["shops"] == []
+
+
+def test_a_price_the_operator_changes_is_charged_at_once_by_a_running_server(
+    client: TestClient, operator: dict[str, str]
+) -> None:
+    """The API process caches a shop's configuration, prices included: `plan price`, run in
+    another process, marks every shop on the plan changed, so the next event pays the new
+    price (not only what `GET /v1/credits/prices` shows)."""
+    shop = make_shop(client, "repriced", topup="10")
+    body = template(client, shop, "Order {{ order_code }} received", name="t")
+    rule(client, shop, name="new", trigger={"event_type": "order.created"},
+         action={"channel": "sms", "template_id": body})  # fmt: skip
+    ok(operator, "plan", "create", "gold")
+    ok(operator, "plan", "price", "gold", "--channel", "sms", "--country", "TR",
+       "--unit-price", "0.02")  # fmt: skip
+    ok(operator, "plan", "assign", "gold", "--shop", "repriced")
+
+    def charged(code: str) -> str:
+        event = {"type": "order.created", "occurred_at": "2026-11-20T10:00:00+03:00",
+                 "order": {"code": code}, "customer": {"id": code, "phone": "+905321234567"}}  # fmt: skip
+        r = client.post("/v1/events", headers=shop["auth"], json=event)
+        assert r.status_code == 201, r.text
+        assert len(r.json()["messages"]) == 1
+        return str(messages(client, shop)[-1]["cost"])
+
+    assert charged("G-1") == "0.0200"
+    ok(operator, "plan", "price", "gold", "--channel", "sms", "--country", "TR",
+       "--unit-price", "0.30")  # fmt: skip
+    assert charged("G-2") == "0.3000"
+    assert prices(client, shop)[("sms", "TR")] == ("0.3000", "plan")
 
 
 BAD = [

@@ -17,6 +17,7 @@ from orderbell.errors import Conflict, InvalidInput
 from orderbell.store.db import new_id
 from orderbell.store.schema import credit_accounts, price_plans, shops
 from orderbell.store.schema import prices as price_lines
+from orderbell.store.shops import bump_config_of_plan
 
 MAX_NAME = 100
 
@@ -69,7 +70,8 @@ def find(conn: Connection, name: str, field: str = "name", *, lock: bool = False
 def set_price(
     conn: Connection, plan_id: int, channel: Channel, country: str, price: Decimal
 ) -> None:
-    """Set one line of a plan (replacing the line for the same channel and country)."""
+    """Set one line of a plan (replacing the line for the same channel and country); every
+    process re-reads the prices of the shops on the plan (their cached configuration)."""
     conn.execute(select(price_plans.c.id).where(price_plans.c.id == plan_id).with_for_update())
     conn.execute(
         price_lines.delete().where(
@@ -84,6 +86,7 @@ def set_price(
             plan_id=plan_id, shop_id=None, channel=channel.value, country=country, unit_price=price
         )
     )
+    bump_config_of_plan(conn, plan_id)
 
 
 def describe(conn: Connection, plan_id: int) -> dict[str, object]:
