@@ -888,6 +888,14 @@ def test_failure_after_submission_is_refunded_when_the_shop_is_not_charged(
         assert not credits.refund_after_submission(conn, message["id"], clock.now(), "dlr")
     assert summary(client, shop)["available"] == "1.0000"
     assert_ledger_adds_up(services)
+    # the refund is on its debit's line of the statement: one message, charged nothing
+    post(client, shop, order_event("F-2"))
+    drain(services)
+    r = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "2026-11"})
+    assert r.status_code == 200, r.text
+    lines = [(x["country"], x["messages"], x["credits"]) for x in r.json()["lines"]]
+    assert lines == [("TR", 2, "0.0500")]
+    assert r.json()["total_messages"] == 2
 
 
 def test_unmetered_shop_sees_costs_but_is_not_charged(

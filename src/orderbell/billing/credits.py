@@ -27,7 +27,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
 
 from orderbell.billing.prices import (
     Quote,
@@ -1120,9 +1120,10 @@ def refund_after_submission(conn: Connection, message_id: int, now: datetime, ac
         return False
     if account(conn, row.shop_id, lock=True).charge_failed_after_submission:
         return False
-    common: dict[str, Any] = {
+    common: dict[str, Any] = {  # on the statement's line of the debit it gives back
         "actor": actor,
         "channel": row.channel,
+        "country": _country_of(row),
         "message_id": row.id,
         "rule_id": row.rule_id,
         "note": "refund: not delivered",
@@ -1872,7 +1873,10 @@ def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
             ledger.c.channel,
             ledger.c.country,
             ledger.c.rule_id,
-            func.count(func.distinct(ledger.c.message_id)).label("messages"),
+            # the messages charged (a refund's message is counted by its debit's month)
+            func.count(
+                func.distinct(case((ledger.c.kind == "debit", ledger.c.message_id)))
+            ).label("messages"),
             func.coalesce(func.sum(ledger.c.credits, type_=Money), 0).label("credits"),
             func.coalesce(func.sum(ledger.c.units), 0).label("units"),
         )
