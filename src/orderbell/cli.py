@@ -542,7 +542,7 @@ def plan_price(
     svc = _services()
     try:
         chosen = plans.channel(channel, field="--channel")
-        where = prices.parse_country(country.strip().upper(), field="--country")
+        where = prices.parse_country(country.strip().upper(), field="--country", channel=chosen)
         price = plans.unit_price(unit_price, field="--unit-price")
         with svc.engine.begin() as conn:
             plans.set_price(conn, plans.find(conn, name, lock=True), chosen, where, price)

@@ -307,6 +307,8 @@ def test_bad_top_ups_are_refused_and_change_nothing(
         ({"channel": "fax", "country": "PL", "unit_price": "0.07"}, "prices.0.channel", ""),
         ({"channel": "sms", "country": "PL", "unit_price": "-1"}, "prices[0].unit_price",
          "negative"),
+        ({"channel": "email", "country": "TR", "unit_price": "0.5"}, "prices[0].country",
+         "no destination country"),
     ],
 )  # fmt: skip
 def test_bad_prices_are_refused(

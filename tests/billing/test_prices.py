@@ -1,15 +1,19 @@
 """The destination country an SMS is priced by: answered from the calling code where one
-region has it, and always the country phonenumbers' parser gives."""
+region has it, and always the country phonenumbers' parser gives; and amounts as written."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orderbell.billing import prices
 from orderbell.billing.prices import destination_country
 from orderbell.domain.model import Channel
+from orderbell.errors import InvalidInput
 
 CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
@@ -84,3 +88,25 @@ def test_no_country_for_email_or_a_missing_number() -> None:
     assert destination_country(Channel.EMAIL, "+905321234567") is None
     assert destination_country(Channel.SMS, None) is None
     assert destination_country(Channel.SMS, "") is None
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["1e5", "1E+2", "1_000", "\u0661\u0660", "NaN", "Infinity", "+5", ".5", "5.", "0x10",
+     "1,5", "", " ", Decimal("NaN"), Decimal("Infinity")],
+)  # fmt: skip
+def test_an_amount_not_written_as_digits_is_refused_naming_the_field(written: object) -> None:
+    """The CLI's amounts are parsed as the API's are (`DecimalText`): an exponent, digit
+    separators or another script's digits would otherwise read as a number."""
+    with pytest.raises(InvalidInput) as refused:
+        prices.parse_credits(written, "--amount", maximum=Decimal(10**9), allow_zero=True)
+    assert refused.value.field == "--amount"
+
+
+@pytest.mark.parametrize(
+    ("written", "amount"),
+    [("25", Decimal("25")), (" 0.0700 ", Decimal("0.07")), (7, Decimal(7)),
+     (Decimal("1E+1"), Decimal(10)), (Decimal("0.05"), Decimal("0.05"))],
+)  # fmt: skip
+def test_an_amount_written_as_digits_is_read_exactly(written: object, amount: Decimal) -> None:
+    assert prices.parse_credits(written, "x", maximum=Decimal(100), allow_zero=True) == amount

@@ -283,7 +283,7 @@ def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     total, topups, adjustments = statement.stdout.splitlines()[-3:]
     assert total.startswith("2026-11,total,"), statement.stdout
     assert topups.startswith("2026-11,topups,") and adjustments.startswith("2026-11,adjustments,")
-    for amount in ("0", "-1", "abc", "1.00001"):
+    for amount in ("0", "-1", "abc", "1.00001", "1e5", "1_000", "\u0661\u0660"):
         bad = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", amount)
         assert bad.returncode != 0 and "error in --amount" in bad.stderr, bad.stderr
     given = orderbell(demo_env, "credits", "adjust", "--shop", "demo", "--amount", "1.5",

@@ -124,6 +124,8 @@ BAD = [
                   "--unit-price", "0.07"], "--country", "unknown country code", id="country"),
     pytest.param(["plan", "price", "Standard", "--channel", "sms", "--country", "Poland",
                   "--unit-price", "0.07"], "--country", "two-letter", id="country-name"),
+    pytest.param(["plan", "price", "Standard", "--channel", "email", "--country", "PL",
+                  "--unit-price", "0.07"], "--country", "no destination country", id="email-country"),
     pytest.param(["plan", "price", "Standard", "--channel", "fax", "--country", "PL",
                   "--unit-price", "0.07"], "--channel", "not a channel", id="channel"),
     pytest.param(["plan", "price", "Standard", "--channel", "sms", "--country", "PL",

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
 
 from orderbell.billing.prices import (
+    DECIMAL_TEXT,
     Quote,
     destination_country,
     fmt,
@@ -1232,17 +1233,13 @@ def _credit(
     return released
 
 
-#: A signed amount as written: digits, optionally a fraction, optionally a minus first.
-_SIGNED = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-
-
 def parse_adjustment(value: object, field: str = "amount") -> Decimal:
     """A correction in credits: positive gives credit, negative takes it back; not zero, at
     most four places, at most a top-up's maximum either way."""
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         value = str(value)
     text = value.strip() if isinstance(value, str) else ""
-    if not _SIGNED.fullmatch(text):  # as the API's DecimalText has it
+    if not DECIMAL_TEXT.fullmatch(text):  # as the API's DecimalText has it
         raise InvalidInput('must be a decimal number written as a string, e.g. "-2.50"',
                            field=field)  # fmt: skip
     negative = text.startswith("-")
@@ -1874,9 +1871,9 @@ def statement(conn: Connection, shop_id: int, month: date) -> dict[str, Any]:
             ledger.c.country,
             ledger.c.rule_id,
             # the messages charged (a refund's message is counted by its debit's month)
-            func.count(
-                func.distinct(case((ledger.c.kind == "debit", ledger.c.message_id)))
-            ).label("messages"),
+            func.count(func.distinct(case((ledger.c.kind == "debit", ledger.c.message_id)))).label(
+                "messages"
+            ),
             func.coalesce(func.sum(ledger.c.credits, type_=Money), 0).label("credits"),
             func.coalesce(func.sum(ledger.c.units), 0).label("units"),
         )

@@ -64,6 +64,11 @@ def fmt_cost(cost: Decimal) -> str:
     return fmt(cost)
 
 
+#: An amount as it is written: ASCII digits, optionally a fraction, optionally a minus first
+#: (no exponent, no digit separators, no other scripts' digits) — the API's `DecimalText`.
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def parse_credits(
     value: object, field: str, *, maximum: Decimal, allow_zero: bool, example: str = "0.07"
 ) -> Decimal:
@@ -73,12 +78,19 @@ def parse_credits(
         raise InvalidInput(
             f'must be a decimal number written as a string, e.g. "{example}"', field=field
         )
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{value!r} is not a number", field=field) from None
-    if not amount.is_finite():
+    if isinstance(value, Decimal) and not value.is_finite():
         raise InvalidInput("must be a finite number", field=field)
+    text = format(value, "f") if isinstance(value, Decimal) else str(value).strip()
+    if not DECIMAL_TEXT.fullmatch(text):  # as the API's DecimalText: the CLI's too
+        raise InvalidInput(
+            f"{text[:40]!r} is not a number written as digits with an optional fraction, "
+            f'e.g. "{example}"',
+            field=field,
+        )
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - DECIMAL_TEXT is a decimal's form
+        raise InvalidInput(f"{value!r} is not a number", field=field) from None
     if amount < 0 or (amount == 0 and not allow_zero):
         raise InvalidInput(
             "must not be negative" if allow_zero else "must be greater than zero", field=field
@@ -96,11 +108,18 @@ def parse_price(value: object, field: str) -> Decimal:
     return parse_credits(value, field, maximum=MAX_PRICE, allow_zero=True)
 
 
-def parse_country(value: object, field: str) -> str:
-    """A price list country: ISO alpha-2 (validated) or "*"."""
+def parse_country(value: object, field: str, channel: Channel = Channel.SMS) -> str:
+    """A price list country: ISO alpha-2 (validated) or "*"; only "*" for e-mail, which has
+    no destination country (a line for one would be listed, and never charge anything)."""
     if value == "*":
         return "*"
-    return validate_country(value, field=field)
+    country = validate_country(value, field=field)
+    if channel is not Channel.SMS:
+        raise InvalidInput(
+            f'an {channel.value} has no destination country: its price is the "*" line',
+            field=field,
+        )
+    return country
 
 
 #: An E.164 number as orderbell stores recipients: "+", then 7 to 15 digits, the first of
@@ -220,7 +239,7 @@ def _lines(items: list[dict[str, object]]) -> list[dict[str, object]]:
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
         channel = Channel(str(item["channel"]))
-        country = parse_country(item["country"], field=f"prices[{i}].country")
+        country = parse_country(item["country"], field=f"prices[{i}].country", channel=channel)
         key = (channel.value, country)
         if key in seen:
             raise InvalidInput(f"{channel.value} {country} is listed twice", field=f"prices[{i}]")
