@@ -840,6 +840,32 @@ def test_low_balance_email_once_per_threshold_crossing(
     assert len(notices) == 2  # re-armed by the top-up, crossed again once
 
 
+def test_reservations_given_back_do_not_re_arm_the_low_balance_notice(
+    client: TestClient, services: Services, clock: ManualClock, outbox: Any
+) -> None:
+    """Credit that comes back because a message was never sent (here: it expired) leaves the
+    threshold crossed: each message planned and given back around it would otherwise send
+    the shop another notice. A top-up re-arms it."""
+    shop = billed_shop(client, "1.02", email_from="owner@shop.example")
+    client.patch("/v1/credits/settings", headers=shop["auth"],
+                 json={"low_balance_thresholds": ["1"]})  # fmt: skip
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(4):  # 1.02 → 0.97 (crossed), then the message expires: back to 1.02
+        post(client, shop, order_event(f"R-{i}", at=clock.now().isoformat()))
+        assert summary(client, shop)["available"] == "0.9700"
+        clock.advance(timedelta(minutes=601))
+        drain(services)
+        assert summary(client, shop)["available"] == "1.0200"
+    notices = [line for line in outbox.lines() if line["channel"] == "email"]
+    assert len(notices) == 1, notices
+    client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "0.01"})
+    post(client, shop, order_event("R-9", at=clock.now().isoformat()))  # 1.03 → 0.98
+    drain(services)
+    notices = [line for line in outbox.lines() if line["channel"] == "email"]
+    assert len(notices) == 2, notices
+    assert_ledger_adds_up(services)
+
+
 def test_statement_per_channel_country_and_rule_as_json_and_csv(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:
@@ -1003,7 +1029,8 @@ def test_switching_to_prepaid_leaves_notices_free_and_expired_messages_alone(
 ) -> None:
     """orderbell's own notices (here the low-balance e-mail) are never charged, and a
     message whose validity ended while it waited reserves nothing: the worker expires it.
-    Credit given back by a switch to unmetered re-arms the low-balance notice."""
+    Credit given back by a switch to unmetered does not re-arm the low-balance notice (only
+    credit put in does), so crossing the threshold again sends none."""
     shop = billed_shop(client, "0.10")
     r = client.patch("/v1/credits/settings", headers=shop["auth"],
                      json={"low_balance_thresholds": ["0.08"], "notify_email": "o@shop.example"})  # fmt: skip
@@ -1022,15 +1049,13 @@ def test_switching_to_prepaid_leaves_notices_free_and_expired_messages_alone(
             .order_by(messages_table.c.id)
         ).all()  # fmt: skip
     assert [(r.channel, r.billing) for r in rows] == [
-        ("sms", None), ("email", None), ("sms", None), ("sms", "reserved"), ("email", None)
+        ("sms", None), ("email", None), ("sms", None), ("sms", "reserved")
     ]  # fmt: skip
     drain(services)
-    assert [m["status"] for m in messages(client, shop)] == [
-        "expired", "sent", "expired", "sent", "sent"
-    ]  # fmt: skip
-    n1, notice, n2, n3, again = (r.id for r in rows)
+    assert [m["status"] for m in messages(client, shop)] == ["expired", "sent", "expired", "sent"]
+    n1, notice, n2, n3 = (r.id for r in rows)
     assert ledger_kinds(client, shop, n1) == ["release", "reservation"]
-    assert ledger_kinds(client, shop, notice) == ledger_kinds(client, shop, again) == []
+    assert ledger_kinds(client, shop, notice) == []
     assert ledger_kinds(client, shop, n2) == []
     assert ledger_kinds(client, shop, n3) == ["debit", "release", "reservation"]
     assert summary(client, shop)["available"] == "0.0500"

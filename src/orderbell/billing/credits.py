@@ -1229,7 +1229,7 @@ def _credit(
         )
     _entry(conn, acct.shop_id, now, kind, credits=value, actor=actor, **fields)
     released = resume_held(conn, acct.shop_id, now, actor=actor) if value > 0 else 0
-    _check_low_balance(conn, acct.shop_id, now)
+    _check_low_balance(conn, acct.shop_id, now, rearm=True)
     return released
 
 
@@ -1383,8 +1383,6 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
         ).all()
         _settle(conn, rows, now, actor, handed=(), mark=False)
         _clear_billing(conn, [row.id for row in rows])
-        if rows:
-            _check_low_balance(conn, shop_id, now)  # re-armed by the credit given back
         return len(rows)
     unbilled = conn.execute(
         select(*_TO_RESERVE)
@@ -1456,12 +1454,19 @@ _HELD = (
 # ------------------------------------------------------------------ low balance
 
 
-def _check_low_balance(conn: Connection, shop_id: int, now: datetime) -> None:
-    """One e-mail to the shop per threshold crossed downwards; re-armed by top-ups."""
+def _check_low_balance(
+    conn: Connection, shop_id: int, now: datetime, *, rearm: bool = False
+) -> None:
+    """One e-mail to the shop per threshold crossed downwards. A threshold is re-armed only
+    by credit put in (`rearm`: a top-up, a correction) that takes the available credit back
+    to it or above — not by reservations given back (a suppressed or expired message, a
+    switch to unmetered): those would send a notice per message around a threshold."""
     acct = account(conn, shop_id)
     if not acct.low_balance_thresholds:
         return
-    below = {t for t in acct.low_balance_below if acct.available < t}
+    below = set(acct.low_balance_below)
+    if rearm:
+        below = {t for t in below if acct.available < t}
     crossed = sorted(
         t for t in acct.low_balance_thresholds if acct.available < t and t not in below
     )
