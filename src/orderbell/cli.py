@@ -233,6 +233,18 @@ def simulate(
         out.print(f"[bold]{m['rule']}[/bold] → {m['channel']} at {m['send_at']} ({m['status']})")
         out.print(f"  {m['reason']}")
         out.print(f"  {m.get('text')}")
+        if m.get("cost"):
+            out.print(f"  {_cost_line(m['cost'], m.get('funding'))}", highlight=False)
+
+
+def _cost_line(cost: dict[str, Any], funding: str | None) -> str:
+    """A simulated message's cost: "costs 0.1000 credits (2 × 0.0500 to TR), from credit"."""
+    to = f" to {cost['country']}" if cost.get("country") else ""
+    paid = {"credit": ", from prepaid credit", "allowance": ", from the package allowance"}
+    return (
+        f"costs {cost['cost']} credits ({cost['units']} × {cost['unit_price']}{to})"
+        + paid.get(funding or "", "")
+    )
 
 
 @event_app.command("send")

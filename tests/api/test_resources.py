@@ -80,6 +80,14 @@ def test_sms_preview_reports_encoding_segments_and_forcing_characters(
     assert sms["encoding"] == "UCS-2"
     assert sms["segments"] == 2  # > 70 UCS-2 units
     assert sms["unicode_chars"] == ["ş"]  # ü is in GSM-7, ş is not
+    # what it costs: with sample data, an SMS to the shop's own country, per segment
+    assert r.json()["cost"] == {"cost": "0.1000", "unit_price": "0.0500", "units": 2,
+                                "country": "TR", "destination": "sample"}  # fmt: skip
+    email = template(client, shop, "Order {{ order_code }}", name="mail", channel="email",
+                     subject="Your order")  # fmt: skip
+    r = client.post(f"/v1/templates/{email}/preview", headers=shop["auth"], json={})
+    assert r.status_code == 200, r.text
+    assert (r.json()["cost"]["cost"], r.json()["cost"]["country"]) == ("0.0500", None)
 
 
 def test_preview_with_a_stored_order(
@@ -94,6 +102,18 @@ def test_preview_with_a_stored_order(
     )
     assert r.status_code == 200, r.text
     assert r.json()["text"] == "Ayşe Yılmaz: S-1 via Aras Kargo"
+    # priced to the order's customer: a +1 number is an SMS to the US (0.11 a segment)
+    us = client.post(
+        "/v1/customers", headers=shop["auth"], json={"id": "c-us", "phone": "+12025550123"}
+    )
+    assert us.status_code in (200, 201), us.text
+    event(client, shop, "order.created", AT, "S-2", customer={"id": "c-us"})
+    r = client.post(
+        f"/v1/templates/{body}/preview", headers=shop["auth"], json={"order_code": "S-2"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["cost"] == {"cost": "0.1100", "unit_price": "0.1100", "units": 1,
+                                "country": "US", "destination": "the order's customer"}  # fmt: skip
     missing = client.post(
         f"/v1/templates/{body}/preview", headers=shop["auth"], json={"order_code": "nope"}
     )

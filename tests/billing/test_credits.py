@@ -103,6 +103,34 @@ def test_cost_is_known_when_planned_and_debited_when_sent(
     assert_ledger_adds_up(services)
 
 
+def test_the_simulator_says_how_a_message_would_be_paid_for_or_why_it_would_be_held(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """As ingest would decide it now — credit, an allowance, or held — writing nothing."""
+    shop = billed_shop(client, None)  # no credit
+    clock.set(datetime.fromisoformat(AT))
+
+    def simulated() -> list[tuple[str, str | None, str | None]]:
+        r = client.post("/v1/simulate", headers=shop["auth"], json=order_event("S-1"))
+        assert r.status_code == 200, r.text
+        return [(m["status"], m.get("funding"), (m["reason"] or "").split(":")[0])
+                for m in r.json()["messages"]]  # fmt: skip
+
+    assert simulated() == [("held", None, "insufficient_credit")]
+    assert post(client, shop, order_event("S-0"))["messages"][0]["status"] == "held"
+    client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "1"})
+    assert simulated()[0][:2] == ("scheduled", "credit")
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.05"})
+    assert simulated() == [("held", None, "spending_cap")]  # S-0 took the month's 0.05
+    client.post("/v1/credits/packages", headers=shop["auth"],
+                json={"name": "p", "channel": "sms", "allowance": 1, "carry_over": "none"})  # fmt: skip
+    assert simulated()[0][:2] == ("scheduled", "allowance")
+    with services.engine.connect() as conn:
+        kinds = conn.execute(select(ledger.c.kind).order_by(ledger.c.id)).scalars().all()
+    assert kinds == ["topup", "reservation", "allowance"]  # the top-up sent S-0 on
+    assert_ledger_adds_up(services)
+
+
 def test_long_sms_costs_per_segment(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:

@@ -88,16 +88,30 @@ def test_simulate_json_lists_planned_messages(demo_env: dict[str, str]) -> None:
     assert sms_before.keys() != sms_after.keys()  # 14:59:59 and 15:00:00 pick other variants
 
 
-def test_simulate_stores_nothing(demo_env: dict[str, str]) -> None:
+def test_simulate_stores_nothing(demo_env: dict[str, str], tmp_path: Path) -> None:
+    """…and its table says what each message costs and how it would be paid for."""
     env = demo_env
-    orderbell(env, "simulate", "--shop", "demo", "--event", "order.created",
-              "--at", "2026-11-20T10:00:00+03:00", "--json")  # fmt: skip
     db = env["ORDERBELL_DATABASE_URL"].removeprefix("sqlite:///")
     import sqlite3
 
+    def entries() -> int:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("select count(*) from ledger").fetchone()[0])
+
+    before = entries()
+    order = tmp_path / "order.json"
+    order.write_text(json.dumps({"code": "SIM-1", "customer": {"id": "s1", "name": "Ayşe",
+                                                               "phone": "+905321234567"}}))  # fmt: skip
+    shown = orderbell(env, "simulate", "--shop", "demo", "--event", "order.created",
+                      "--at", "2026-11-20T10:00:00+03:00", "--order", str(order))  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(
+        r"costs [0-9.]+ credits \([0-9]+ × [0-9.]+ to TR\), from prepaid credit", shown.stdout
+    ), shown.stdout
     with sqlite3.connect(db) as conn:
         codes = [r[0] for r in conn.execute("select code from orders")]
     assert "SIM-1" not in codes
+    assert entries() == before
 
 
 def test_event_send_ingests_a_file_and_replay_is_a_no_op(

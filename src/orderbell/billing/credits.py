@@ -577,13 +577,15 @@ def decide(
     allowances: bool = True,
     queued: Decimal = _ZERO,
     cache: Reservations | None = None,
+    keep: bool = True,
 ) -> Funding:
     """Allowance first (carried-over before this month's), then credit within the cap.
     `allowances=False` says the shop has no packages, so no allowance is looked for;
     `queued` is what this transaction has reserved so far without writing it yet (the
     entries `Reservations.write` will write): spent this month too, as the cap sees it.
     With `cache` (the transaction's `Reservations`, which will write what is reserved),
-    the allowance is looked for among the buckets it holds in memory."""
+    the allowance is looked for among the buckets it holds in memory. `keep=False` (a
+    reader: the simulator) writes nothing, not even the month a cap keeps."""
     if acct.mode != PREPAID:
         return _UNMETERED
     if allowances:
@@ -592,7 +594,7 @@ def decide(
         if bucket_id is not None:
             return Funding("allowance", bucket_id, None)
     if acct.monthly_cap is not None:
-        spent = month_spend(conn, acct.shop_id, now, keep=True) + queued
+        spent = month_spend(conn, acct.shop_id, now, keep=keep) + queued
         if spent + quote.cost > acct.monthly_cap:
             return Funding(
                 None,

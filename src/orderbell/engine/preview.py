@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from orderbell.api.schemas import PreviewIn
+from orderbell.billing import credits, prices
+from orderbell.billing.prices import destination_country
 from orderbell.domain import sms_text
 from orderbell.domain.model import Channel, CustomerInfo, Shop, TemplateKind
 from orderbell.integrations.tracking import tracking_url
@@ -22,7 +24,7 @@ def preview(
     conn: Connection, shop: Shop, template: dict[str, Any], data: PreviewIn
 ) -> dict[str, Any]:
     """Render a stored template; for SMS also the text as sent, its encoding and segments,
-    and the variants as written and transliterated."""
+    and the variants as written and transliterated; and what the message would cost."""
     source = template_store.source(template)
     kind = TemplateKind(template["kind"])
     if data.event_type:
@@ -54,8 +56,10 @@ def preview(
                 platform_url=snap.tracking_url,
             ),
         )
+        phone = customer.phone
     else:
         context = sample_context(kind, shop)
+        phone = None
     context.update(data.variables)
     rendered = render_preview(source, context)
     out: dict[str, Any] = {
@@ -66,7 +70,24 @@ def preview(
         "html": rendered.html,
         "sample": data.order_code is None,
     }
+    segments = None
     if source.channel is Channel.SMS:
         # as sent under the shop's settings, and both variants: as written and transliterated
         out["sms"] = sms_text.describe(shop, rendered.text)
+        segments = out["sms"]["segments"]
+    out["cost"] = _cost(conn, shop, source.channel, segments, phone)
     return out
+
+
+def _cost(
+    conn: Connection, shop: Shop, channel: Channel, segments: int | None, phone: str | None
+) -> dict[str, Any]:
+    """What the message would cost: an SMS to the order's customer's number, or with sample
+    data to a number in the shop's own country (what most of its customers have)."""
+    plan_id = credits.account(conn, shop.id).plan_id
+    country = destination_country(channel, phone) if phone else None
+    if channel is Channel.SMS and country is None:
+        country = shop.country
+    price = prices.unit_price(conn, shop.id, plan_id, channel, country)
+    quoted = prices.priced(price, channel, country if channel is Channel.SMS else None, segments)
+    return {**quoted.as_dict(), "destination": "the order's customer" if phone else "sample"}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
-from orderbell.billing.prices import quote
+from orderbell.billing.prices import Quote, quote
 from orderbell.clock import Clock
 from orderbell.domain import sms_text
 from orderbell.domain.model import Channel, CustomerInfo, MessageStatus, OrderSnapshot, Shop
@@ -88,10 +90,10 @@ class Simulator:
                 event=to_event(data, snapshot, customer),
                 customer=customer,
                 templates=template_infos(conn, shop_id, rules),
-                now=min(self._clock.now(), data.occurred_at),
+                now=(now := min(self._clock.now(), data.occurred_at)),
             )
             out: list[dict[str, Any]] = []
-            plan_id = credits.account(conn, shop_id).plan_id
+            funds = _Funds(credits.account(conn, shop_id), now)
             for p in planned:
                 template = template_store.get(conn, shop_id, p.rule.action.template_id)
                 item: dict[str, Any] = {
@@ -106,7 +108,7 @@ class Simulator:
                     "notes": list(p.notes),
                 }
                 try:
-                    self._render(conn, shop, plan_id, p, template, item)
+                    self._render(conn, shop, funds, p, template, item)
                 except TemplateError as exc:
                     item.update(text=None, error=exc.as_dict()["error"])
                 out.append(item)
@@ -119,13 +121,14 @@ class Simulator:
         self,
         conn: Connection,
         shop: Shop,
-        plan_id: int | None,
+        funds: _Funds,
         p: PlannedMessage,
         template: dict[str, Any],
         item: dict[str, Any],
     ) -> None:
-        """Fill in a message's text, SMS analysis and cost as ingest and the worker decide
-        them: an SMS over the shop's segment cap is held, not priced."""
+        """Fill in a message's text, SMS analysis, cost and funding as ingest and the worker
+        decide them: an SMS over the shop's segment cap is held, not priced; one the shop
+        cannot pay for now is held too (`insufficient_credit`, `spending_cap`)."""
         rendered = self._renderer.render(
             (template["id"], template["version"]), template_store.source(template), p.context
         )
@@ -137,4 +140,40 @@ class Simulator:
             if sms["hold"] and is_pending(p.status):
                 item.update(status=MessageStatus.HELD.value, reason=sms["hold"], cost=None)
                 return
-        item["cost"] = quote(conn, shop.id, plan_id, p.channel, p.recipient, segments).as_dict()
+        quoted = quote(conn, shop.id, funds.account.plan_id, p.channel, p.recipient, segments)
+        item["cost"] = quoted.as_dict()
+        if is_pending(p.status):
+            hold, item["funding"] = funds.decide(conn, p, quoted)
+            if hold is not None:
+                item.update(status=MessageStatus.HELD.value, reason=hold)
+
+
+class _Funds:
+    """The shop's account as the simulated event's messages would draw on it, in order:
+    moved in memory, written nowhere."""
+
+    def __init__(self, account: credits.Account, now: datetime) -> None:
+        self.account, self.now = account, now
+        self._buckets = credits.Reservations()  # (its queued entries are never written)
+        self._queued = Decimal(0)
+
+    def decide(
+        self, conn: Connection, p: PlannedMessage, quoted: Quote
+    ) -> tuple[str | None, str | None]:
+        """(the hold reason, or None) and how the message would be paid for."""
+        funding = credits.decide(
+            conn, self.account, p.channel, quoted, self.now, queued=self._queued,
+            cache=self._buckets, keep=False,
+        )  # fmt: skip
+        if funding.hold is not None:
+            return funding.hold, None
+        if funding.bucket_id is not None:
+            self._buckets.reserve_units(
+                conn, self.account.shop_id, p.channel, funding.bucket_id, quoted.units,
+                now=self.now, actor="simulate", country=quoted.country, message_id=None,
+                rule_id=p.rule.id,
+            )  # fmt: skip
+        elif funding.funding is not None:
+            self.account = self.account.moved(quoted.cost)
+            self._queued += quoted.cost
+        return None, funding.funding
