@@ -28,7 +28,10 @@ app = typer.Typer(help="orderbell: order notifications by SMS and e-mail.", no_a
 event_app = typer.Typer(help="Order events.", no_args_is_help=True)
 shop_app = typer.Typer(help="Shops.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
-credits_app = typer.Typer(help="Credits: balance, top-ups, statements.", no_args_is_help=True)
+credits_app = typer.Typer(
+    help="Credits: balance, top-ups, prices, packages, settings, the ledger, statements.",
+    no_args_is_help=True,
+)
 user_app = typer.Typer(help="Admin logins of a shop (the web UI at /admin).", no_args_is_help=True)
 plan_app = typer.Typer(
     help="Price plans shared by many shops (a shop's own prices still win).", no_args_is_help=True
@@ -241,9 +244,8 @@ def _cost_line(cost: dict[str, Any], funding: str | None) -> str:
     """A simulated message's cost: "costs 0.1000 credits (2 × 0.0500 to TR), from credit"."""
     to = f" to {cost['country']}" if cost.get("country") else ""
     paid = {"credit": ", from prepaid credit", "allowance": ", from the package allowance"}
-    return (
-        f"costs {cost['cost']} credits ({cost['units']} × {cost['unit_price']}{to})"
-        + paid.get(funding or "", "")
+    return f"costs {cost['cost']} credits ({cost['units']} × {cost['unit_price']}{to})" + paid.get(
+        funding or "", ""
     )
 
 
@@ -417,16 +419,20 @@ def _change_credits(
     shop: str,
     change: Callable[[Connection, int, datetime], dict[str, Any]],
     options: tuple[str, ...],
+    *,
+    svc: Services | None = None,
 ) -> None:
     """Run a change of the shop's credits in one transaction and print its result; an error
-    in one of the `options` names it as the command line does (--amount)."""
-    svc = _services()
+    in one of the `options` names it as the command line does (--amount, --unit-price: a
+    price line's field, prices[0].unit_price, by its last part)."""
+    svc = svc or _services()
     shop_id = _shop_id(svc, shop)
     try:
         with svc.engine.begin() as conn:
             result = change(conn, shop_id, svc.clock.now())
     except OrderbellError as exc:
-        field = f"--{exc.field}" if exc.field in options else exc.field
+        named = (exc.field or "").rsplit(".", 1)[-1].split("[", 1)[0]
+        field = _option(named) if named in options else exc.field
         raise fail(exc.message, field) from None
     print(json.dumps(result, indent=2))
 
@@ -470,6 +476,198 @@ def credits_statement(
         sys.stdout.write(credits.statement_csv(data))
     else:
         print(json.dumps(data, indent=2))
+
+
+@credits_app.command("ledger")
+def credits_ledger(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    kind: Annotated[str | None, typer.Option(help="topup, reservation, debit, release …")] = None,
+    message_id: Annotated[int | None, typer.Option(help="one message's entries")] = None,
+    rule_id: Annotated[int | None, typer.Option(help="one rule's entries")] = None,
+    since: Annotated[str | None, typer.Option(help="from this instant (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="before this instant (ISO 8601)")] = None,
+    before: Annotated[int | None, typer.Option(help="the page after this entry id")] = None,
+    limit: Annotated[int, typer.Option(help="entries per page, 1-500")] = 100,
+) -> None:
+    """Ledger entries, newest first, as JSON; the next page: --before <next_before>."""
+    from orderbell.api.schemas import instant_problem
+    from orderbell.billing import credits
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    if not 1 <= limit <= 500:
+        raise fail("must be between 1 and 500", "--limit")
+    for name, value in (("--message-id", message_id), ("--rule-id", rule_id),
+                        ("--before", before)):  # fmt: skip
+        if value is not None and value < 1:
+            raise fail("must be a positive id", name)
+    instants: dict[str, datetime | None] = {"since": None, "until": None}
+    for name, text in (("since", since), ("until", until)):
+        if text is None:
+            continue
+        try:
+            instant = datetime.fromisoformat(text)
+        except ValueError:
+            raise fail("must be an ISO 8601 instant with its offset", f"--{name}") from None
+        problem = instant_problem(instant)
+        if problem is not None:
+            raise fail(problem, f"--{name}")
+        instants[name] = instant
+    try:
+        with svc.engine.connect() as conn:
+            items = credits.entries(
+                conn, shop_id, kind=kind, message_id=message_id, rule_id=rule_id,
+                since=instants["since"], until=instants["until"], before=before, limit=limit,
+            )  # fmt: skip
+    except OrderbellError as exc:
+        raise fail(exc.message, _option(exc.field or "shop")) from None
+    next_before = items[-1]["id"] if len(items) == limit else None
+    print(json.dumps({"items": items, "next_before": next_before}, indent=2))
+
+
+@credits_app.command("prices")
+def credits_prices(shop: Annotated[str, typer.Option(help="shop slug")]) -> None:
+    """Every price that applies to the shop (its own, its plan's or the default list's, and
+    which), as JSON."""
+    from orderbell.billing import manage
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    with svc.engine.connect() as conn:
+        print(json.dumps(manage.effective_prices(conn, shop_id), indent=2))
+
+
+@credits_app.command("price")
+def credits_price(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    channel: Annotated[str, typer.Option(help="sms or email")],
+    country: Annotated[str, typer.Option(help='ISO 3166 code such as PL, or "*" for any')],
+    unit_price: Annotated[
+        str | None, typer.Option(help='credits per SMS segment / e-mail, e.g. "0.07"')
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="drop the shop's own line")] = False,
+) -> None:
+    """Set one of the shop's own prices (they win over its plan's and the default list's),
+    or --remove it; the shop's other lines are kept. Prints every price that applies."""
+    from orderbell.api.schemas import PricesIn
+    from orderbell.billing import manage
+
+    if (unit_price is None) == (not remove):
+        raise fail("give a price, or --remove", "--unit-price")
+    wanted = {"channel": channel.strip().lower(), "country": country.strip().upper()}
+
+    def change(conn: Connection, shop_id: int, _now: datetime) -> dict[str, Any]:
+        lines = [
+            line
+            for line in manage.own_prices(conn, shop_id)
+            if (line["channel"], line["country"]) != (wanted["channel"], wanted["country"])
+        ]
+        if unit_price is not None:
+            lines.append({**wanted, "unit_price": unit_price})
+        body = _body(PricesIn, {"prices": lines}, ("channel", "country", "unit_price"))
+        return manage.replace_prices(conn, shop_id, body, actor="cli")
+
+    _change_credits(shop, change, ("channel", "country", "unit_price"))
+
+
+@credits_app.command("package")
+def credits_package(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    name: Annotated[str, typer.Option(help='e.g. "1000 SMS a month"')],
+    channel: Annotated[str, typer.Option(help="sms or email")],
+    allowance: Annotated[int, typer.Option(help="messages a month")],
+    carry_over: Annotated[
+        str, typer.Option(help="unused messages: none, unlimited, cap or expire")
+    ] = "unlimited",
+    carry_cap: Annotated[int | None, typer.Option(help="most carried over (cap)")] = None,
+    carry_months: Annotated[int | None, typer.Option(help="months they last (expire)")] = None,
+    price: Annotated[str | None, typer.Option(help='what the shop pays, e.g. "31.00"')] = None,
+) -> None:
+    """Add a monthly package; this period's allowance is granted at once."""
+    from orderbell.api.schemas import PackageIn
+    from orderbell.billing import manage
+
+    options = ("name", "channel", "allowance", "carry_over", "carry_cap", "carry_months", "price")
+    given = {"name": name, "channel": channel.strip().lower(), "allowance": allowance,
+             "carry_over": carry_over, "carry_cap": carry_cap, "carry_months": carry_months,
+             "price": price}  # fmt: skip
+    body = _body(PackageIn, {k: v for k, v in given.items() if v is not None}, options)
+    _change_credits(
+        shop,
+        lambda conn, shop_id, now: manage.add_package(conn, shop_id, body, now, actor="cli"),
+        options,
+    )
+
+
+@credits_app.command("settings")
+def credits_settings(
+    shop: Annotated[str, typer.Option(help="shop slug")],
+    mode: Annotated[str | None, typer.Option(help="prepaid or unmetered")] = None,
+    billing_day: Annotated[int | None, typer.Option(help="1-28: packages renew then")] = None,
+    monthly_cap: Annotated[str | None, typer.Option(help='spending cap, e.g. "100"')] = None,
+    clear_monthly_cap: Annotated[bool, typer.Option("--clear-monthly-cap")] = False,
+    low_balance_threshold: Annotated[
+        list[str] | None,
+        typer.Option(help="e-mail when available credit falls below it (repeatable)"),
+    ] = None,
+    clear_low_balance_thresholds: Annotated[
+        bool, typer.Option("--clear-low-balance-thresholds")
+    ] = False,
+    charge_failed_after_submission: Annotated[
+        bool | None,
+        typer.Option(
+            "--charge-failed-after-submission/--refund-failed-after-submission",
+            help="whether a delivery failure after the provider took it is charged",
+        ),
+    ] = None,
+    notify_email: Annotated[str | None, typer.Option(help="where low-balance notices go")] = None,
+    plan: Annotated[str | None, typer.Option(help="a price plan's name")] = None,
+    clear_plan: Annotated[
+        bool, typer.Option("--clear-plan", help="back to the default list")
+    ] = False,
+) -> None:
+    """Change how the shop's credit account behaves (only what is given changes); prints the
+    account. Held messages the new terms can pay for go out."""
+    from orderbell.api.schemas import CreditSettingsIn
+    from orderbell.billing import manage
+
+    thresholds = [] if clear_low_balance_thresholds else low_balance_threshold
+    given = {"mode": mode, "billing_day": billing_day, "monthly_cap": monthly_cap,
+             "clear_monthly_cap": clear_monthly_cap, "low_balance_thresholds": thresholds,
+             "charge_failed_after_submission": charge_failed_after_submission,
+             "notify_email": notify_email, "plan": plan, "clear_plan": clear_plan}  # fmt: skip
+    options = (*given, "low_balance_threshold")
+    body = _body(CreditSettingsIn, {k: v for k, v in given.items() if v is not None}, options)
+    svc = _services()
+    _change_credits(
+        shop,
+        lambda conn, shop_id, now: manage.change_settings(
+            conn, shop_id, body, now, billing=svc.settings.billing, actor="cli"
+        ),
+        options,
+        svc=svc,
+    )
+
+
+def _body(model: Any, data: dict[str, Any], options: tuple[str, ...]) -> Any:
+    """`data` validated as the API's `model`; an error names the option it came from."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        named = next((p for p in reversed(loc) if p in options), None)
+        field = _option(named) if named else ".".join(loc) or None
+        raise fail(str(first["msg"]).removeprefix("Value error, "), field) from None
+
+
+#: API fields whose command-line option is named otherwise.
+_OPTIONS = {"low_balance_thresholds": "--low-balance-threshold"}
+
+
+def _option(field: str) -> str:
+    """The command-line option for an API field: monthly_cap → --monthly-cap."""
+    return _OPTIONS.get(field) or f"--{field.replace('_', '-')}"
 
 
 @credits_app.command("renew")

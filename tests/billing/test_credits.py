@@ -574,6 +574,75 @@ def test_spending_cap_holds_like_missing_credit(
     assert_ledger_adds_up(services)
 
 
+def statuses(client: TestClient, shop: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(m["status"], (m["reason"] or "").split(":")[0]) for m in messages(client, shop)]
+
+
+def test_held_by_the_cap_goes_out_when_a_new_month_begins(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Nothing else happens at the turn of the month: the worker's look at held messages
+    (`Dispatcher.release_held`) sends on what the new month's cap allows, oldest first."""
+    shop = billed_shop(client, "10")
+    client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.05"})
+    at = "2026-11-30T20:00:00+03:00"  # the rule's 600 minutes end on Dec 1 at 06:00
+    clock.set(datetime.fromisoformat(at))
+    for code in ("M-1", "M-2", "M-3"):
+        post(client, shop, order_event(code, at=at))
+    assert [s for s, _ in statuses(client, shop)] == ["scheduled", "held", "held"]
+    worker = services.dispatcher("test-worker")
+    assert worker.release_held() == 0  # still November
+    clock.set(datetime.fromisoformat("2026-12-01T00:30:00+03:00"))
+    assert worker.release_held() == 1  # December's 0.05: M-2, not M-3
+    assert statuses(client, shop)[1:] == [("scheduled", "released"), ("held", "spending_cap")]
+    drain(services)
+    assert [s for s, _ in statuses(client, shop)] == ["sent", "sent", "held"]
+    assert_ledger_adds_up(services)
+
+
+def test_held_messages_past_their_validity_are_closed_and_credit_given_back_sends_others(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A message held for credit whose validity ends is expired by the worker's look at
+    held messages, without waiting for a top-up; credit that comes back (a message that
+    expired unsent) pays for the next held one."""
+    shop = billed_shop(client, "0.05")
+    start = datetime.fromisoformat(AT)
+    clock.set(start)
+    post(client, shop, order_event("V-1"))  # reserves the 0.05
+    post(client, shop, order_event("V-2"))  # held; valid until AT + 600 minutes
+    clock.set(start + timedelta(hours=5))
+    post(client, shop, order_event("V-3", at=clock.now().isoformat()))  # held, valid longer
+    clock.set(start + timedelta(minutes=601))  # V-1 and V-2 are past their validity
+    drain(services)  # V-1 expires unsent: its 0.05 comes back
+    assert [s for s, _ in statuses(client, shop)] == ["expired", "held", "held"]
+    assert services.dispatcher("test-worker").release_held() == 1
+    assert statuses(client, shop)[1:] == [("expired", "expired"), ("scheduled", "released")]
+    drain(services)
+    assert [s for s, _ in statuses(client, shop)] == ["expired", "expired", "sent"]
+    assert_ledger_adds_up(services)
+
+
+def test_a_top_up_reads_held_messages_a_chunk_at_a_time_in_order(
+    client: TestClient, services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(credits, "_RESUME_CHUNK", 2)
+    shop = billed_shop(client, None)
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(7):
+        post(client, shop, order_event(f"H-{i}"))
+        clock.advance(timedelta(seconds=1))
+    assert {s for s, _ in statuses(client, shop)} == {"held"}
+    r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "0.25"})
+    assert r.json()["released"] == 5
+    assert [s for s, _ in statuses(client, shop)] == ["scheduled"] * 5 + ["held"] * 2
+    r = client.post("/v1/credits/topups", headers=shop["auth"], json={"amount": "1"})
+    assert r.json()["released"] == 2
+    drain(services)
+    assert [s for s, _ in statuses(client, shop)] == ["sent"] * 7
+    assert_ledger_adds_up(services)
+
+
 def _ledger_sums(services: Services) -> list[str]:
     """The statements that sum ledger entries, as they run from now on (the list fills)."""
     seen: list[str] = []

@@ -49,6 +49,7 @@ SHOP_MAY_NOT = [
      {"name": "free", "channel": "sms", "allowance": 1000}, "authorization"),
     ("patch", "/v1/credits/settings", {"mode": "unmetered"}, "mode"),
     ("patch", "/v1/credits/settings", {"plan": "wholesale"}, "plan"),
+    ("patch", "/v1/credits/settings", {"clear_plan": True}, "clear_plan"),
     ("patch", "/v1/credits/settings", {"billing_day": 5}, "billing_day"),
     ("patch", "/v1/credits/settings", {"charge_failed_after_submission": False},
      "charge_failed_after_submission"),

@@ -268,6 +268,74 @@ def test_make_run_tour_event_is_sent_by_the_embedded_worker(
     assert again.status_code == 200 and again.json()["event_id"] == posted.json()["event_id"]
 
 
+def test_credits_settings_prices_packages_and_ledger_from_the_command_line(
+    demo_env: dict[str, str],
+) -> None:
+    """What the API's credit routes do, the CLI does: the same checks, the same JSON."""
+
+    def ok(*args: str) -> Any:
+        done = orderbell(demo_env, "credits", *args)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def refused(option: str, reason: str, *args: str) -> None:
+        done = orderbell(demo_env, "credits", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"error in {option}" in done.stderr and reason in done.stderr, done.stderr
+
+    shown = ok("settings", "--shop", "demo", "--monthly-cap", "100", "--low-balance-threshold",
+               "5", "--low-balance-threshold", "2", "--refund-failed-after-submission",
+               "--billing-day", "15")  # fmt: skip
+    assert (shown["monthly_cap"], shown["low_balance_thresholds"]) == ("100.0000", ["2", "5"])
+    assert (shown["charge_failed_after_submission"], shown["billing_day"]) == (False, 15)
+    cleared = ok("settings", "--shop", "demo", "--clear-monthly-cap",
+                 "--clear-low-balance-thresholds")  # fmt: skip
+    assert (cleared["monthly_cap"], cleared["low_balance_thresholds"]) == (None, [])
+    refused("--monthly-cap", "pattern", "settings", "--shop", "demo", "--monthly-cap", "1e5")
+    refused("--billing-day", "28", "settings", "--shop", "demo", "--billing-day", "40")
+    refused("--low-balance-threshold", "greater than zero", "settings", "--shop", "demo",
+            "--low-balance-threshold", "0")  # fmt: skip
+    refused("--plan", "no price plan", "settings", "--shop", "demo", "--plan", "nope")
+
+    def line(prices: dict[str, Any], channel: str, country: str) -> tuple[str, str]:
+        [found] = [p for p in prices["items"] if (p["channel"], p["country"]) == (channel, country)]
+        return found["unit_price"], found["source"]
+
+    own = ok("price", "--shop", "demo", "--channel", "sms", "--country", "pl",
+             "--unit-price", "0.04")  # fmt: skip
+    ok("price", "--shop", "demo", "--channel", "email", "--country", "*", "--unit-price", "0.03")
+    listed = ok("prices", "--shop", "demo")
+    assert line(own, "sms", "PL") == line(listed, "sms", "PL") == ("0.0400", "shop")
+    assert line(listed, "email", "*") == ("0.0300", "shop")  # the other line is kept
+    removed = ok("price", "--shop", "demo", "--channel", "sms", "--country", "PL", "--remove")
+    assert line(removed, "sms", "PL")[1] == "default"
+    refused("--country", "unknown country", "price", "--shop", "demo", "--channel", "sms",
+            "--country", "QQ", "--unit-price", "0.04")  # fmt: skip
+    refused("--unit-price", "decimal places", "price", "--shop", "demo", "--channel", "sms",
+            "--country", "PL", "--unit-price", "0.00001")  # fmt: skip
+    refused("--country", "no destination country", "price", "--shop", "demo", "--channel",
+            "email", "--country", "TR", "--unit-price", "0.04")  # fmt: skip
+
+    added = ok("package", "--shop", "demo", "--name", "1000 SMS", "--channel", "sms",
+               "--allowance", "1000", "--carry-over", "cap", "--carry-cap", "500",
+               "--price", "31")  # fmt: skip
+    assert [a["remaining"] for a in added["allowances"]] == [1000]
+    refused("--carry-cap", "carry_cap", "package", "--shop", "demo", "--name", "x",
+            "--channel", "sms", "--allowance", "5", "--carry-over", "cap")  # fmt: skip
+    refused("--allowance", "greater than or equal to 1", "package", "--shop", "demo",
+            "--name", "x", "--channel", "sms", "--allowance", "0")  # fmt: skip
+
+    page = ok("ledger", "--shop", "demo", "--limit", "1")
+    assert len(page["items"]) == 1 and page["next_before"] == page["items"][0]["id"]
+    rest = ok("ledger", "--shop", "demo", "--before", str(page["next_before"]))
+    assert page["items"][0]["id"] not in [e["id"] for e in rest["items"]]
+    allowances = ok("ledger", "--shop", "demo", "--kind", "allowance")["items"]
+    assert [e["units"] for e in allowances] == [1000]
+    refused("--kind", "must be one of", "ledger", "--shop", "demo", "--kind", "nonsense")
+    refused("--since", "ISO 8601", "ledger", "--shop", "demo", "--since", "yesterday")
+    refused("--limit", "between 1 and 500", "ledger", "--shop", "demo", "--limit", "0")
+
+
 def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:
     topped = orderbell(demo_env, "credits", "topup", "--shop", "demo", "--amount", "12.5",
                        "--reference", "pay_42")  # fmt: skip

@@ -192,3 +192,8 @@ def test_the_api_assigns_only_a_plan_that_exists(
     assert good.status_code == 200, good.text
     assert prices(client, shop)[("email", "*")] == ("0.0400", "plan")
     assert json.loads(ok(operator, "plan", "show", "Standard", "--json"))["shops"] == ["api-shop"]
+    # and off it again: the default list
+    off = client.patch("/v1/credits/settings", headers=shop["auth"], json={"clear_plan": True})
+    assert off.status_code == 200, off.text
+    assert prices(client, shop)[("email", "*")] == ("0.0500", "default")
+    assert json.loads(ok(operator, "plan", "show", "Standard", "--json"))["shops"] == []

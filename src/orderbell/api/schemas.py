@@ -484,6 +484,7 @@ class CreditSettingsIn(Input):
     charge_failed_after_submission: bool | None = None
     notify_email: Annotated[str, Field(max_length=320)] | None = None
     plan: Annotated[str, Field(max_length=100)] | None = None
+    clear_plan: bool = False  #: back to the default price list (`plan` is then ignored)
 
 
 class PackageIn(Input):

@@ -1297,61 +1297,92 @@ _TO_RESERVE = (
 )
 
 
+#: Held messages resume_held reads at a time: it stops at the first it cannot fund, so a
+#: shop holding thousands (out of credit for a day) is not read whole on every attempt.
+_RESUME_CHUNK = 200
+
+
+def _held_for_credit(shop_id: int) -> tuple[Any, ...]:
+    return (
+        messages.c.shop_id == shop_id,
+        messages.c.status == MessageStatus.HELD.value,
+        or_(*(messages.c.reason.like(f"{r}%") for r in HOLD_REASONS)),
+    )
+
+
 def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
-    """Held messages, oldest first: expired ones are closed, funded ones scheduled; stops at
-    the first one that still cannot be funded (order is kept)."""
+    """Held messages, oldest first: those past their validity are closed (all of them),
+    funded ones scheduled; stops at the first one that still cannot be funded (order is
+    kept). Returns how many were sent on."""
     acct = account(conn, shop_id, lock=True)
-    held = conn.execute(
-        select(
-            *_TO_RESERVE,
-            messages.c.cost,
-            messages.c.due_at,
-            messages.c.expires_at,
-            messages.c.context,
+    for (message_id,) in conn.execute(
+        select(messages.c.id)
+        .where(*_held_for_credit(shop_id), messages.c.expires_at <= now)
+        .order_by(messages.c.id)
+    ).all():
+        message_store.set_status(
+            conn,
+            message_id,
+            now,
+            MessageStatus.EXPIRED,
+            "expired: validity ended while the message was held for credit",
         )
-        .where(
-            messages.c.shop_id == shop_id,
-            messages.c.status == MessageStatus.HELD.value,
-            or_(*(messages.c.reason.like(f"{r}%") for r in HOLD_REASONS)),
-        )
-        .order_by(messages.c.due_at, messages.c.id)
-    ).all()
     released = 0
-    for row in held:
-        if row.expires_at is not None and row.expires_at <= now:
+    after: tuple[datetime, int] | None = None
+    while True:
+        query = select(*_TO_RESERVE, messages.c.due_at).where(
+            *_held_for_credit(shop_id),
+            or_(messages.c.expires_at.is_(None), messages.c.expires_at > now),
+        )
+        if after is not None:
+            query = query.where(tuple_(messages.c.due_at, messages.c.id) > after)
+        held = conn.execute(
+            query.order_by(messages.c.due_at, messages.c.id).limit(_RESUME_CHUNK)
+        ).all()
+        for row in held:
+            channel = Channel(row.channel)
+            units = int(row.segments or 1)
+            q = price_quote(conn, shop_id, acct.plan_id, channel, row.recipient, units)
+            reason = reserve(
+                conn,
+                shop_id=shop_id,
+                message_id=row.id,
+                rule_id=row.rule_id,
+                channel=channel,
+                quote=q,
+                now=now,
+                actor=actor,
+            )
+            if reason is not None:
+                return released
             message_store.set_status(
                 conn,
                 row.id,
                 now,
-                MessageStatus.EXPIRED,
-                "expired: validity ended while the message was held for credit",
+                MessageStatus.SCHEDULED,
+                "released: credit is available again",
+                due_at=max(row.due_at, now),
             )
-            continue
-        channel = Channel(row.channel)
-        units = int(row.segments or 1)
-        q = price_quote(conn, shop_id, acct.plan_id, channel, row.recipient, units)
-        reason = reserve(
-            conn,
-            shop_id=shop_id,
-            message_id=row.id,
-            rule_id=row.rule_id,
-            channel=channel,
-            quote=q,
-            now=now,
-            actor=actor,
-        )
-        if reason is not None:
-            break
-        message_store.set_status(
-            conn,
-            row.id,
-            now,
-            MessageStatus.SCHEDULED,
-            "released: credit is available again",
-            due_at=max(row.due_at, now),
-        )
-        released += 1
-    return released
+            released += 1
+        if len(held) < _RESUME_CHUNK:
+            return released
+        after = (held[-1].due_at, held[-1].id)
+
+
+#: Shops with messages held for credit or by their cap (`sweep_held` looks at each).
+_SHOPS_HOLDING = (
+    select(messages.c.shop_id)
+    .where(
+        messages.c.status == MessageStatus.HELD.value,
+        or_(*(messages.c.reason.like(f"{r}%") for r in HOLD_REASONS)),
+    )
+    .distinct()
+)
+
+
+def shops_holding(conn: Connection) -> list[int]:
+    """The shops with messages held for credit or by their spending cap."""
+    return sorted(int(shop_id) for (shop_id,) in conn.execute(_SHOPS_HOLDING).all())
 
 
 #: Messages waiting for their due time, not claimed by a worker: a change of the account's

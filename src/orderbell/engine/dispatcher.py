@@ -51,7 +51,9 @@ _CHANNELS = {c.value: c for c in Channel}
 _CATEGORIES = {c.value: c for c in Category}
 _KINDS = {k.value: k for k in TemplateKind}
 RENEWAL_SECONDS = 300.0  #: how often a worker grants due package allowances
-SWEEP_SECONDS = 30.0  #: how often a worker matches receipts that raced their send
+#: how often a worker matches receipts that raced their send, and looks again at messages
+#: held for credit (`release_held`)
+SWEEP_SECONDS = 30.0
 CANCELLED = frozenset({"cancelled", "canceled"})
 
 
@@ -536,6 +538,31 @@ class Dispatcher:
         except Exception as exc:  # matching late receipts must never stop sending
             log.error("receipt_sweep_failed", error=type(exc).__name__)
 
+    def release_held(self) -> int:
+        """Look again at the messages held for credit or by a spending cap, one shop per
+        transaction (`credits.resume_held`): those past their validity are closed, and those
+        that can be paid for now go out — after a new month began under a cap, or credit came
+        back from messages never sent. (A top-up or a raised cap releases them at once.)
+        Returns how many were sent on."""
+        if not self._billing:
+            return 0
+        released = 0
+        try:
+            with self._engine.connect() as conn:
+                holding = credits.shops_holding(conn)
+        except Exception as exc:  # looking again must never stop sending
+            log.error("held_sweep_failed", error=type(exc).__name__)
+            return 0
+        for shop_id in holding:
+            try:
+                with self._engine.begin() as conn:
+                    released += credits.resume_held(
+                        conn, shop_id, self._clock.now(), actor=f"worker:{self.worker_id}"
+                    )
+            except Exception as exc:  # one shop's trouble leaves the others to go on
+                log.error("held_sweep_failed", shop_id=shop_id, error=type(exc).__name__)
+        return released
+
     def renew_packages(self) -> None:
         """Grant the monthly package allowances that are due (each month once)."""
         if not self._billing:
@@ -558,6 +585,7 @@ class Dispatcher:
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + SWEEP_SECONDS
                 self.sweep_receipts()
+                self.release_held()
             if time.monotonic() >= next_renewal:
                 next_renewal = time.monotonic() + RENEWAL_SECONDS
                 self.renew_packages()

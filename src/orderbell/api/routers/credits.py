@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import update
 
 from orderbell.api.deps import (
     BILLING_TERMS,
@@ -28,10 +27,9 @@ from orderbell.api.schemas import (
     TopUpIn,
     instant_problem,
 )
-from orderbell.billing import credits, prices
+from orderbell.billing import credits, manage
 from orderbell.compose import Services
 from orderbell.errors import InvalidInput
-from orderbell.store.schema import credit_accounts
 
 log = structlog.get_logger("orderbell.credits")
 router = APIRouter(prefix="/v1/credits", tags=["credits"])
@@ -140,8 +138,7 @@ def get_statement(
 @router.get("/prices")
 def get_prices(conn: Read, shop: ShopId) -> Any:
     """Every price that applies to the shop: its own, its plan's, or the default list."""
-    acct = credits.account(conn, shop)
-    return {"items": prices.effective(conn, shop, acct.plan_id)}
+    return manage.effective_prices(conn, shop)
 
 
 @router.put("/prices")
@@ -158,11 +155,7 @@ def operator_put_prices(svc: ServicesDep, shop: OperatorShop, body: PricesIn) ->
 
 def _put_prices(svc: Services, shop: int, body: PricesIn, actor: str) -> Any:
     with svc.engine.begin() as conn:
-        prices.set_shop_prices(conn, shop, [p.model_dump(mode="json") for p in body.prices])
-        # (no ledger entry: who changed what a shop pays is kept in the log)
-        log.info("shop_prices_set", shop_id=shop, actor=actor, lines=len(body.prices))
-        acct = credits.account(conn, shop)
-        return {"items": prices.effective(conn, shop, acct.plan_id)}
+        return manage.replace_prices(conn, shop, body, actor=actor)
 
 
 @router.patch("/settings")
@@ -172,6 +165,8 @@ def patch_settings(svc: ServicesDep, shop: ShopId, body: CreditSettingsIn) -> An
     for name in BILLING_TERMS:
         if getattr(body, name) is not None:
             billing_by_shop(svc, field=name)
+    if body.clear_plan:
+        billing_by_shop(svc, field="clear_plan")
     return _patch_settings(svc, shop, body, "api")
 
 
@@ -182,47 +177,10 @@ def operator_patch_settings(svc: ServicesDep, shop: OperatorShop, body: CreditSe
 
 
 def _patch_settings(svc: Services, shop: int, body: CreditSettingsIn, actor: str) -> Any:
-    values: dict[str, Any] = {}
     with svc.engine.begin() as conn:
-        acct = credits.account(conn, shop, lock=True)
-        if body.mode is not None:
-            values["mode"] = body.mode
-        if body.billing_day is not None:
-            values["billing_day"] = body.billing_day
-        if body.clear_monthly_cap:
-            values["monthly_cap"] = None
-        elif body.monthly_cap is not None:
-            values["monthly_cap"] = credits.parse_amount(body.monthly_cap, field="monthly_cap")
-        if body.low_balance_thresholds is not None:
-            thresholds = {
-                credits.parse_amount(t, field=f"low_balance_thresholds[{i}]")
-                for i, t in enumerate(body.low_balance_thresholds)
-            }
-            values["low_balance_thresholds"] = [str(t) for t in sorted(thresholds)]
-            # a threshold kept stays notified (its e-mail went out for this crossing); a new
-            # one is checked against the balance at the next change
-            values["low_balance_below"] = [
-                str(t) for t in sorted(set(acct.low_balance_below) & thresholds)
-            ]
-        if body.charge_failed_after_submission is not None:
-            values["charge_failed_after_submission"] = body.charge_failed_after_submission
-        if body.notify_email is not None:
-            from orderbell.domain.addresses import parse_email
-
-            values["notify_email"] = parse_email(body.notify_email, field="notify_email")
-        if body.plan is not None:
-            values["plan_id"] = prices.plan_id(conn, body.plan)
-        if values:
-            conn.execute(
-                update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
-            )
-            log.info("credit_settings_set", shop_id=shop, actor=actor, fields=sorted(values))
-            if svc.settings.billing and values.get("mode", acct.mode) != acct.mode:
-                # what is waiting to be sent is billed on the new terms
-                credits.mode_changed(conn, shop, svc.clock.now(), actor=actor)
-            # a raised cap or a switch to unmetered may fund held messages now
-            credits.resume_held(conn, shop, svc.clock.now(), actor=actor)
-        return credits.summary(conn, shop, svc.clock.now())
+        return manage.change_settings(
+            conn, shop, body, svc.clock.now(), billing=svc.settings.billing, actor=actor
+        )
 
 
 @router.post("/packages", status_code=201)
@@ -239,20 +197,7 @@ def operator_add_package(svc: ServicesDep, shop: OperatorShop, body: PackageIn) 
 
 def _add_package(svc: Services, shop: int, body: PackageIn, actor: str) -> Any:
     with svc.engine.begin() as conn:
-        package_id = credits.add_package(
-            conn,
-            shop,
-            name=body.name,
-            channel=body.channel,
-            allowance=body.allowance,
-            carry_over=body.carry_over,
-            carry_cap=body.carry_cap,
-            carry_months=body.carry_months,
-            price=None if body.price is None else credits.parse_package_price(body.price),
-            now=svc.clock.now(),
-            actor=actor,
-        )
-        return {"id": package_id, **credits.summary(conn, shop, svc.clock.now())}
+        return manage.add_package(conn, shop, body, svc.clock.now(), actor=actor)
 
 
 @router.post("/renew")
