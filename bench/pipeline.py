@@ -24,6 +24,7 @@ from bench.common import NOW, Figure, interleaved, median, rate, services
 from orderbell.api.schemas import EventIn
 from orderbell.billing import credits
 from orderbell.compose import Services
+from orderbell.domain.model import Channel
 from orderbell.engine.demo import ensure_demo_shop
 from orderbell.store.db import WAL_AUTOCHECKPOINT_PAGES
 from orderbell.store.schema import messages
@@ -35,11 +36,19 @@ IN_FLIGHT = 32
 CLAIM_AT = NOW + timedelta(seconds=1)
 
 
-def demo_shop(svc: Services) -> int:
-    """The demo shop (SMS + e-mail rules on order.created) with credit for everything."""
+def demo_shop(svc: Services, *, packages: bool = False) -> int:
+    """The demo shop (SMS + e-mail rules on order.created) with credit for everything, and
+    with `packages` a monthly package of each channel whose allowance pays for every message
+    instead (the shops of seeds/002)."""
     with svc.engine.begin() as conn:
         shop = ensure_demo_shop(conn, NOW)
         credits.topup(conn, shop.shop_id, "1000000", reference="bench", actor="bench", now=NOW)
+        for channel in (Channel.SMS, Channel.EMAIL) if packages else ():
+            credits.add_package(
+                conn, shop.shop_id, name=f"1,000,000 {channel.value}", channel=channel,
+                allowance=1_000_000, carry_over="none", carry_cap=None, carry_months=None,
+                price=None, now=NOW,
+            )  # fmt: skip
     return shop.shop_id
 
 
@@ -190,19 +199,23 @@ def _lines(path: Path) -> int:
         return sum(1 for _ in fh)
 
 
-def _alternating(count: int, path: str) -> dict[bool, float]:
+def _alternating(count: int, path: str, packages: bool = False) -> dict[bool, float]:
     """One run of the pricing figure: two pipelines side by side, pricing off and on, that
     take turns — a chunk of 100 events planned, then a batch of 100 messages sent, each
     pipeline in turn, the first turn alternating. This machine's speed drifts by a fifth
     within seconds; whole runs one after the other gave ratios from 0.80× to 0.96× for the
     same code, turns of a tenth of a second keep the drift the same for both. Returns
-    messages/s of each (time spent planning and sending, every message sent)."""
+    messages/s of each (time spent planning and sending, every message sent). `packages`:
+    the priced shop's messages are paid from package allowances, not credit."""
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
         pipelines = {
             False: services(Path(off_dir), billing=False),
             True: services(Path(on_dir), billing=True),
         }
-        shops = {billing: demo_shop(svc) for billing, svc in pipelines.items()}
+        shops = {
+            billing: demo_shop(svc, packages=packages and billing)
+            for billing, svc in pipelines.items()
+        }
         for billing, svc in pipelines.items():  # warm-up, untimed: the first event of each
             svc.ingestor.ingest(shops[billing], event(0))  # compiles what later ones reuse
             warm = svc.dispatcher("warm-up")
@@ -269,19 +282,19 @@ def _alternating(count: int, path: str) -> dict[bool, float]:
         return {billing: sent[billing] / spent[billing] for billing in pipelines}
 
 
-def _quiet_alternating(count: int, path: str) -> dict[bool, float]:
+def _quiet_alternating(count: int, path: str, packages: bool) -> dict[bool, float]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    return _alternating(count, path)
+    return _alternating(count, path, packages)
 
 
-def _in_a_fresh_process(count: int, path: str) -> dict[bool, float]:
+def _in_a_fresh_process(count: int, path: str, packages: bool = False) -> dict[bool, float]:
     """`_alternating` in a new interpreter, as pyperf runs each measurement: in one that has
     run the figure before, pricing on measured about 5 % lower (ten runs against eight, in
     new processes), an effect of the process's age (its heap, not leaked objects: their
     count stays flat), which would otherwise depend on which figures ran first."""
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(_quiet_alternating, count, path).result()
+        return pool.submit(_quiet_alternating, count, path, packages).result()
 
 
 #: How events reach the pricing figures' pipeline.
@@ -296,17 +309,20 @@ PATHS = {
 }
 
 
-def pricing_figure(count: int = 2_000, runs: int = 3, path: str = "request") -> Figure:
+def pricing_figure(
+    count: int = 2_000, runs: int = 3, path: str = "request", *, packages: bool = False
+) -> Figure:
     """Plan `count` events (2 messages each) and send their messages, pricing on against
     pricing off, in alternating turns (`_alternating`); `path` says how events are planned
-    (PATHS)."""
-    measured = [_in_a_fresh_process(count, path) for _ in range(runs)]
+    (PATHS); `packages`: paid from package allowances instead of credit."""
+    measured = [_in_a_fresh_process(count, path, packages) for _ in range(runs)]
     on_runs = [m[True] for m in measured]
     off_runs = [m[False] for m in measured]
     on, off = median(on_runs), median(off_runs)
-    extra = path == "concurrent"  # the targets are the other two paths'
+    extra = path == "concurrent" or packages  # the targets are the credit paths'
+    paid = ", from packages" if packages else ""
     return Figure(
-        name=f"{'extra: ' if extra else ''}pricing on vs off, plan+send, {path} path "
+        name=f"{'extra: ' if extra else ''}pricing on vs off, plan+send, {path} path{paid} "
         f"({count:,} ev)",
         unit="messages/s",
         ours=on,

@@ -643,6 +643,64 @@ def test_a_top_up_reads_held_messages_a_chunk_at_a_time_in_order(
     assert_ledger_adds_up(services)
 
 
+def test_an_sms_whose_text_costs_more_segments_at_send_time_is_charged_its_new_price(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Priced at 1 segment (transliterated), sent after the shop stopped transliterating:
+    2 segments. It is held at send time, reserved again at 2 segments and sent — charged
+    what it was last priced at, and what the shop saw (`repriced`), never the old price."""
+    shop = make_shop(client, "tr-text", topup="1")
+    body = template(client, shop, "Siparis {{ order_code }} " + "ş" * 100, name="tr")
+    rule(client, shop, name="new", trigger={"event_type": "order.created"},
+         action={"channel": "sms", "template_id": body, "validity_minutes": 600})  # fmt: skip
+    client.patch("/v1/shop", headers=shop["auth"], json={"sms_transliterate": True})
+    clock.set(datetime.fromisoformat(AT))
+    [planned] = post(client, shop, order_event("T-1"))["messages"]
+    assert planned["cost"] == "0.0500"
+    client.patch("/v1/shop", headers=shop["auth"], json={"sms_transliterate": False})
+    drain(services)
+    detail = client.get(f"/v1/messages/{planned['id']}", headers=shop["auth"]).json()
+    assert (detail["status"], detail["segments"], detail["cost"], detail["billing"]) == (
+        "sent", 2, "0.1000", "debited"
+    )  # fmt: skip
+    reasons = [a["reason"] for a in detail["audit"]]
+    assert any(r.startswith("repriced: the text is now 2 segments, not 1") for r in reasons)
+    # reserved at 1 segment, released when held, reserved at 2, released and debited when sent
+    kinds = ledger_kinds(client, shop, planned["id"])
+    assert sorted(kinds) == ["debit", "release", "release", "reservation", "reservation"]
+    assert summary(client, shop)["available"] == "0.9000"
+    assert_ledger_adds_up(services)
+
+
+def test_an_sms_to_a_customer_whose_number_moved_country_is_priced_and_booked_there(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """The customer's number changed (TR → US) after the message was planned: it goes to the
+    new number, at the US price, on the statement's US line; its detail says where it went.
+    A shop that is not charged (unmetered) just sends it there."""
+    for slug, mode in (("moved", "prepaid"), ("moved-free", "unmetered")):
+        shop = billed_shop(client, "1", slug=slug, billing=mode)
+        clock.set(datetime.fromisoformat(AT))
+        [planned] = post(client, shop, order_event("P-1"))["messages"]
+        assert planned["cost"] == "0.0500"  # TR
+        # the customer's next order (no rule for it) brings their new number
+        moved = {**order_event("P-2", phone="+12025550123"), "type": "order.shipped"}
+        moved["customer"]["id"] = "c-P-1"
+        assert post(client, shop, moved)["messages"] == []
+        drain(services)
+        detail = client.get(f"/v1/messages/{planned['id']}", headers=shop["auth"]).json()
+        assert (detail["status"], detail["recipient"]) == ("sent", "+12025550123")
+        if mode == "unmetered":
+            assert detail["billing"] is None
+            continue
+        assert (detail["cost"], detail["billing"]) == ("0.1100", "debited")
+        r = client.get("/v1/credits/statement", headers=shop["auth"], params={"month": "2026-11"})
+        assert [(x["country"], x["messages"], x["credits"]) for x in r.json()["lines"]] == [
+            ("US", 1, "0.1100")
+        ]
+    assert_ledger_adds_up(services)
+
+
 def _ledger_sums(services: Services) -> list[str]:
     """The statements that sum ledger entries, as they run from now on (the list fills)."""
     seen: list[str] = []

@@ -78,7 +78,9 @@ MAX_TOPUP = Decimal("1000000000")
 MAX_BALANCE = Decimal("100000000000")
 _ZERO = Decimal(0)
 PLACES = 4
-HOLD_REASONS = ("insufficient_credit", "spending_cap")
+#: Why a message may be held until it can be paid for: no credit, the monthly cap, or its
+#: price changed at send time (`Dispatcher._recheck`: reserved again at its new cost).
+HOLD_REASONS = ("insufficient_credit", "spending_cap", "repriced")
 
 
 class Account(NamedTuple):

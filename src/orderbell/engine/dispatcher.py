@@ -8,7 +8,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import Engine
 
 from orderbell.billing import credits
+from orderbell.billing.prices import destination_country
 from orderbell.channels.base import Outcome, OutgoingMessage, Provider
 from orderbell.clock import Clock
 from orderbell.domain import schedule, sms_text
@@ -157,10 +158,12 @@ class Dispatcher:
             self._metrics.claimed.inc(len(rows))
         released: list[tuple[int, str]] = []
         previous = {row.id: row.previous_status for row in rows}
+        shop_of = {row.id: row.shop_id for row in rows}
         due = {row.id: row.due_at for row in rows}
         outcomes: list[claims.Outcome] = []
         outgoing: list[OutgoingMessage] = []
-        rendered: dict[int, tuple[str | None, str, int | None]] = {}
+        #: subject, text, SMS segments and — when not the one planned — the recipient
+        rendered: dict[int, tuple[str | None, str, int | None, str | None]] = {}
         counted: dict[int, int] = {}  #: SMS segments of each message's final text
         attempts: dict[int, int] = {}
         expiry: dict[int, datetime | None] = {}
@@ -172,7 +175,8 @@ class Dispatcher:
                 outcomes.append(decided)
                 continue
             outgoing.append(decided)
-            rendered[decided.id] = (decided.subject, decided.text, counted.get(decided.id))
+            moved = decided.to if decided.to != row.recipient else None
+            rendered[decided.id] = (decided.subject, decided.text, counted.get(decided.id), moved)
         # the shops whose own accounts may send (as claimed): the others' messages go to the
         # default provider without looking their accounts up
         routed_shops = {row.shop_id for row in rows if row.shop_accounts}
@@ -188,17 +192,18 @@ class Dispatcher:
                 released.extend((m.id, _pending(previous[m.id])) for m in chunk)
                 continue
             for routed in await self._dispatch_observed(chunk, due, routed_shops):
-                subject, text, segments = rendered[routed.result.message_id]
-                outcomes.append(
-                    self._outcome(
-                        routed,
-                        subject,
-                        text,
-                        segments,
-                        attempts[routed.result.message_id],
-                        expiry[routed.result.message_id],
-                    )
+                subject, text, segments, moved = rendered[routed.result.message_id]
+                outcome = self._outcome(
+                    routed,
+                    subject,
+                    text,
+                    segments,
+                    attempts[routed.result.message_id],
+                    expiry[routed.result.message_id],
                 )
+                if moved is not None and outcome.status == MessageStatus.SENT.value:
+                    outcome = replace(outcome, recipient=moved)  # where it went
+                outcomes.append(outcome)
         with self._engine.begin() as conn:
             finished_at = self._clock.now()
             billed = (
@@ -210,6 +215,12 @@ class Dispatcher:
             # receipts that arrived before the send response are applied now
             callbacks.reconcile_sent(conn, outcomes, finished_at)
             claims.release(conn, self.worker_id, finished_at, released)
+        repriced = {shop_of[o.message_id] for o in outcomes if o.reason.startswith(_REPRICED)}
+        for shop_id in sorted(repriced):  # reserved again at their new cost, sent next
+            with self._engine.begin() as conn:
+                credits.resume_held(
+                    conn, shop_id, self._clock.now(), actor=f"worker:{self.worker_id}"
+                )
         counts = Counter(o.status for o in outcomes)
         if released:
             counts["released"] = len(released)
@@ -389,6 +400,10 @@ class Dispatcher:
             if sms.hold is not None:  # the reservation is released (credits.settle)
                 return stop(MessageStatus.HELD, sms.hold, segments=sms.segments)
             text, counted[row.id] = sms.text, sms.segments
+            if row.billing == "reserved":
+                why = _repriced(row, recipient, sms.segments)
+                if why is not None:  # released now, reserved again at its new cost
+                    return stop(MessageStatus.HELD, why, segments=sms.segments, recipient=recipient)
         if channel is Channel.SMS:
             sender, reply_to = shop.sms_sender, None
         else:
@@ -624,3 +639,24 @@ def _pending(status: str) -> str:
 
 def _local(instant: datetime, shop: Shop) -> str:
     return local(instant, shop.timezone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+_REPRICED = "repriced"
+
+
+def _repriced(row: claims.Claimed, recipient: str, segments: int) -> str | None:
+    """Why a reserved SMS no longer costs what it was priced at, if it does not: the
+    customer's number is now in another country (priced per destination), or the text as
+    the shop now sends it has other segments (a template or transliteration changed). It is
+    held and reserved again at its new cost (`credits.resume_held`): what a shop is charged
+    is always a price it was shown before the message went out."""
+    why = []
+    before = destination_country(Channel.SMS, row.recipient)
+    after = destination_country(Channel.SMS, recipient)
+    if after != before:
+        why.append(f"the number is now in {after or 'an unknown country'}, not {before}")
+    if row.segments is not None and segments != row.segments:
+        why.append(f"the text is now {segments} segments, not {row.segments}")
+    if not why:
+        return None
+    return f"{_REPRICED}: {' and '.join(why)}; reserved again at its new cost"

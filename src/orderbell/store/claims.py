@@ -67,6 +67,10 @@ class Claimed(NamedTuple):
     shop_accounts: bool
     #: its template or its event has files to attach (no default, as above)
     has_files: bool
+    #: the SMS segments and the billing state it was priced and reserved with (priced at
+    #: planning: `billing` "reserved" while its credit or allowance is held for it)
+    segments: int | None
+    billing: str | None
     expired_by_db: bool = False  #: expired by the database server's clock (PostgreSQL)
 
 
@@ -77,7 +81,8 @@ _SELECT = """SELECT m.id, m.shop_id, m.rule_id, m.channel, m.category, m.recipie
  c.email_marketing, c.email_opt_out, c.sms_opt_out, o.status, r.active, r.definition,
  EXISTS (SELECT 1 FROM shop_providers sp WHERE sp.shop_id = m.shop_id AND sp.active),
  (EXISTS (SELECT 1 FROM template_attachments ta WHERE ta.template_id = m.template_id)
-  OR EXISTS (SELECT 1 FROM event_attachments ea WHERE ea.event_id = m.event_id)){extra}
+  OR EXISTS (SELECT 1 FROM event_attachments ea WHERE ea.event_id = m.event_id)),
+ m.segments, m.billing{extra}
 FROM messages m
 LEFT JOIN templates t ON t.id = m.template_id
 LEFT JOIN template_versions tv ON tv.template_id = t.id AND tv.version = t.version
@@ -111,14 +116,14 @@ def _claimed(row: tuple[Any, ...]) -> Claimed:
     (mid, shop, rule, channel, category, recipient, status, due, expires, context, tries,
      template, event, customer, t_active, t_version, t_kind, subject, body, html,
      phone, email, sms_t, sms_m, email_t, email_m, email_out, sms_out, order_status,
-     r_active, definition, accounts, files, *extra) = row  # fmt: skip
+     r_active, definition, accounts, files, segments, billing, *extra) = row  # fmt: skip
     return Claimed(
         mid, shop, rule, channel, category, recipient, status,
         cast(datetime, time_out(due)), time_out(expires), json_out(context) or {}, tries,
         template, event, customer, bool_out(t_active), t_version, t_kind, subject, body, html,
         phone, email, bool_out(sms_t), bool_out(sms_m), bool_out(email_t), bool_out(email_m),
         email_out, sms_out, order_status, bool_out(r_active), shared_json_out(definition),
-        bool(accounts), bool(files), bool(extra and extra[0]),
+        bool(accounts), bool(files), segments, billing, bool(extra and extra[0]),
     )  # fmt: skip
 
 
@@ -211,6 +216,8 @@ class Outcome:
     subject: str | None = None
     body: str | None = None
     segments: int | None = None
+    #: where it went, when not where it was planned to (the customer's number changed)
+    recipient: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     detail: dict[str, Any] | None = None
@@ -220,7 +227,7 @@ _FINISH = """UPDATE messages SET status = ?, reason = ?,
  provider = COALESCE(?, provider), provider_id = COALESCE(?, provider_id),
  ambiguous = (ambiguous OR ?), provider_message_id = COALESCE(?, provider_message_id),
  subject = COALESCE(?, subject), body = COALESCE(?, body), segments = COALESCE(?, segments),
- sent_at = COALESCE(?, sent_at), due_at = COALESCE(?, due_at),
+ recipient = COALESCE(?, recipient), sent_at = COALESCE(?, sent_at), due_at = COALESCE(?, due_at),
  billing = COALESCE(?, billing), lease_owner = NULL, lease_until = NULL, updated_at = ?
 WHERE id = ? AND lease_owner = ?"""
 _FINISH_ATTEMPT = """UPDATE attempts SET finished_at = ?, outcome = ?, provider = ?,
@@ -252,7 +259,7 @@ def finish(
         _FINISH,
         [
             (o.status, clip(o.reason, REASON_SIZE), o.provider, o.provider_id, o.ambiguous,
-             o.provider_message_id, o.subject, o.body, o.segments,
+             o.provider_message_id, o.subject, o.body, o.segments, o.recipient,
              at if o.status == sent else None, db.time(o.due_at), billed.get(o.message_id),
              at, o.message_id, worker)
             for o in outcomes
