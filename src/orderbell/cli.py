@@ -490,6 +490,7 @@ def credits_ledger(
     limit: Annotated[int, typer.Option(help="entries per page, 1-500")] = 100,
 ) -> None:
     """Ledger entries, newest first, as JSON; the next page: --before <next_before>."""
+    from orderbell.api.ids import MAX_ROW_ID
     from orderbell.api.schemas import instant_problem
     from orderbell.billing import credits
 
@@ -499,8 +500,8 @@ def credits_ledger(
         raise fail("must be between 1 and 500", "--limit")
     for name, value in (("--message-id", message_id), ("--rule-id", rule_id),
                         ("--before", before)):  # fmt: skip
-        if value is not None and value < 1:
-            raise fail("must be a positive id", name)
+        if value is not None and not 1 <= value <= MAX_ROW_ID:
+            raise fail(f"must be an id from 1 to {MAX_ROW_ID}", name)
     instants: dict[str, datetime | None] = {"since": None, "until": None}
     for name, text in (("since", since), ("until", until)):
         if text is None:

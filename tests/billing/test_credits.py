@@ -122,6 +122,9 @@ def test_the_simulator_says_how_a_message_would_be_paid_for_or_why_it_would_be_h
     assert simulated()[0][:2] == ("scheduled", "credit")
     client.patch("/v1/credits/settings", headers=shop["auth"], json={"monthly_cap": "0.05"})
     assert simulated() == [("held", None, "spending_cap")]  # S-0 took the month's 0.05
+    clock.set(datetime.fromisoformat("2026-12-01T00:30:00+03:00"))  # December: paid again,
+    assert simulated()[0][:2] == ("scheduled", "credit")  # though the event says November
+    clock.set(datetime.fromisoformat(AT))
     client.post("/v1/credits/packages", headers=shop["auth"],
                 json={"name": "p", "channel": "sms", "allowance": 1, "carry_over": "none"})  # fmt: skip
     assert simulated()[0][:2] == ("scheduled", "allowance")
@@ -614,9 +617,15 @@ def test_held_messages_past_their_validity_are_closed_and_credit_given_back_send
     clock.set(start + timedelta(hours=5))
     post(client, shop, order_event("V-3", at=clock.now().isoformat()))  # held, valid longer
     clock.set(start + timedelta(minutes=601))  # V-1 and V-2 are past their validity
+    worker = services.dispatcher("test-worker")
+    with services.engine.connect() as conn:  # V-2 is valid and cannot be paid for: no work
+        shop_id = int(conn.execute(select(credit_accounts.c.shop_id)).scalar_one())
+        assert not credits.held_can_move(conn, shop_id, start + timedelta(minutes=1))
     drain(services)  # V-1 expires unsent: its 0.05 comes back
     assert [s for s, _ in statuses(client, shop)] == ["expired", "held", "held"]
-    assert services.dispatcher("test-worker").release_held() == 1
+    with services.engine.connect() as conn:
+        assert credits.held_can_move(conn, shop_id, clock.now())
+    assert worker.release_held() == 1
     assert statuses(client, shop)[1:] == [("expired", "expired"), ("scheduled", "released")]
     drain(services)
     assert [s for s, _ in statuses(client, shop)] == ["expired", "expired", "sent"]
@@ -1740,6 +1749,27 @@ def test_the_reference_lookup_reads_the_partial_index_of_top_ups(services: Servi
         )
     assert "ix_ledger_topup_reference" in plan, plan
     assert "WHERE" in definition.upper() and "'topup'" in definition, definition
+
+
+def test_held_messages_are_read_through_their_own_index(services: Services) -> None:
+    """The worker's look at held messages every 30 seconds, and a top-up's, read the partial
+    index of held messages — not every message a shop (or every shop) ever had."""
+    queries = {
+        "shops": credits._SHOPS_HOLDING,
+        "first": select(messages_table.c.id)
+        .where(*credits._held_for_credit(1))
+        .order_by(messages_table.c.due_at, messages_table.c.id)
+        .limit(1),
+    }
+    with services.engine.begin() as conn:
+        sqlite = Driver(conn).sqlite
+        if not sqlite:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        for name, query in queries.items():
+            compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+            explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(explain + str(compiled)))
+            assert "ix_messages_held_shop_due" in plan, (name, plan)
 
 
 def test_a_retry_waiting_on_the_account_lock_sees_the_first_top_up_and_credits_nothing(

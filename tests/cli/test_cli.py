@@ -334,6 +334,7 @@ def test_credits_settings_prices_packages_and_ledger_from_the_command_line(
     refused("--kind", "must be one of", "ledger", "--shop", "demo", "--kind", "nonsense")
     refused("--since", "ISO 8601", "ledger", "--shop", "demo", "--since", "yesterday")
     refused("--limit", "between 1 and 500", "ledger", "--shop", "demo", "--limit", "0")
+    refused("--before", "must be an id", "ledger", "--shop", "demo", "--before", "9" * 20)
 
 
 def test_credits_top_up_show_and_statement(demo_env: dict[str, str]) -> None:

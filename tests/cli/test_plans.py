@@ -115,6 +115,21 @@ def test_a_price_the_operator_changes_is_charged_at_once_by_a_running_server(
        "--unit-price", "0.30")  # fmt: skip
     assert charged("G-2") == "0.3000"
     assert prices(client, shop)[("sms", "TR")] == ("0.3000", "plan")
+    # off the plan while it is repriced, then back on it: the new price, not the one cached
+    # under the plan — moved by the operator's CLI, then by the shop's settings
+    ok(operator, "plan", "create", "silver")
+    ok(operator, "plan", "assign", "silver", "--shop", "repriced")
+    ok(operator, "plan", "price", "gold", "--channel", "sms", "--country", "TR",
+       "--unit-price", "0.40")  # fmt: skip
+    ok(operator, "plan", "assign", "gold", "--shop", "repriced")
+    assert charged("G-3") == "0.4000"
+    off = client.patch("/v1/credits/settings", headers=shop["auth"], json={"clear_plan": True})
+    assert off.status_code == 200, off.text
+    ok(operator, "plan", "price", "gold", "--channel", "sms", "--country", "TR",
+       "--unit-price", "0.45")  # fmt: skip
+    back = client.patch("/v1/credits/settings", headers=shop["auth"], json={"plan": "gold"})
+    assert back.status_code == 200, back.text
+    assert charged("G-4") == "0.4500"
 
 
 BAD = [

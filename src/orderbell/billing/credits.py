@@ -1387,6 +1387,30 @@ def shops_holding(conn: Connection) -> list[int]:
     return sorted(int(shop_id) for (shop_id,) in conn.execute(_SHOPS_HOLDING).all())
 
 
+def held_can_move(conn: Connection, shop_id: int, now: datetime) -> bool:
+    """Whether `resume_held` would change anything for the shop now, read without locking
+    or writing: a held message is past its validity, or the first valid one (in order) can
+    be paid for. A shop out of credit costs the worker's look two index probes, not a lock
+    on its account."""
+    held = _held_for_credit(shop_id)
+    if conn.execute(
+        select(messages.c.id).where(*held, messages.c.expires_at <= now).limit(1)
+    ).first():
+        return True
+    first = conn.execute(
+        select(*_TO_RESERVE)
+        .where(*held, or_(messages.c.expires_at.is_(None), messages.c.expires_at > now))
+        .order_by(messages.c.due_at, messages.c.id)
+        .limit(1)
+    ).first()
+    if first is None:
+        return False
+    acct = account(conn, shop_id)
+    channel = Channel(first.channel)
+    q = price_quote(conn, shop_id, acct.plan_id, channel, first.recipient, int(first.segments or 1))
+    return decide(conn, acct, channel, q, now, keep=False).hold is None
+
+
 #: Messages waiting for their due time, not claimed by a worker: a change of the account's
 #: mode moves their credit at once. One a worker is sending is billed when the worker
 #: settles it (`settle` releases what it reserved when its shop is unmetered by then); a
@@ -1993,10 +2017,10 @@ def statement_csv(data: dict[str, Any]) -> str:
 
 def renew_all(conn: Connection, now: datetime) -> int:
     """Renew packages of every shop that has any (the worker calls this periodically)."""
-    shop_ids = [
+    shop_ids = sorted(  # accounts locked in shop order, as everywhere (no deadlock)
         r.shop_id
         for r in conn.execute(
             select(packages.c.shop_id).where(packages.c.active.is_(True)).distinct()
         ).all()
-    ]
+    )
     return sum(renew(conn, s, now) for s in shop_ids)

@@ -15,6 +15,7 @@ from orderbell.billing import credits, prices
 from orderbell.domain.model import Channel
 from orderbell.store.schema import credit_accounts
 from orderbell.store.schema import prices as price_lines
+from orderbell.store.shops import bump_config
 
 log = structlog.get_logger("orderbell.credits")
 
@@ -68,6 +69,10 @@ def change_settings(
             update(credit_accounts).where(credit_accounts.c.shop_id == shop).values(**values)
         )
         log.info("credit_settings_set", shop_id=shop, actor=actor, fields=sorted(values))
+        if values.get("plan_id", acct.plan_id) != acct.plan_id:
+            # every process drops the prices it cached for the shop (keyed by plan: a plan
+            # repriced while the shop was off it would otherwise charge the old price)
+            bump_config(conn, shop)
         if billing and values.get("mode", acct.mode) != acct.mode:
             # what is waiting to be sent is billed on the new terms
             credits.mode_changed(conn, shop, now, actor=actor)

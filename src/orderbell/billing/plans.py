@@ -17,7 +17,7 @@ from orderbell.errors import Conflict, InvalidInput
 from orderbell.store.db import new_id
 from orderbell.store.schema import credit_accounts, price_plans, shops
 from orderbell.store.schema import prices as price_lines
-from orderbell.store.shops import bump_config_of_plan
+from orderbell.store.shops import bump_config, bump_config_of_plan
 
 MAX_NAME = 100
 
@@ -152,5 +152,6 @@ def assign(conn: Connection, shop_id: int, plan_id: int | None, now: datetime, a
         .where(credit_accounts.c.shop_id == shop_id)
         .values(plan_id=plan_id, updated_at=now)
     )
+    bump_config(conn, shop_id)  # the prices cached under its plan may be another plan's now
     # a cheaper plan may fund held messages now (as a raised cap does)
     credits.resume_held(conn, shop_id, now, actor=actor)

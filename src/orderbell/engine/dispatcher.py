@@ -39,6 +39,7 @@ from orderbell.engine.unsubscribe import Links
 from orderbell.errors import TemplateError
 from orderbell.store import claims
 from orderbell.store import shops as shop_store
+from orderbell.store.db import reading
 from orderbell.store.shops import hour_range
 from orderbell.templates.sandbox import Renderer, TemplateSource
 
@@ -562,9 +563,15 @@ class Dispatcher:
         if not self._billing:
             return 0
         released = 0
-        try:
-            with self._engine.connect() as conn:
-                holding = credits.shops_holding(conn)
+        now = self._clock.now()
+        try:  # read without the write lock (SQLite) or any row lock: most shops holding
+            # messages cannot pay for them yet, and are left alone
+            with reading(self._engine) as conn:
+                holding = [
+                    shop_id
+                    for shop_id in credits.shops_holding(conn)
+                    if credits.held_can_move(conn, shop_id, now)
+                ]
         except Exception as exc:  # looking again must never stop sending
             log.error("held_sweep_failed", error=type(exc).__name__)
             return 0

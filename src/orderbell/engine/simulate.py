@@ -90,10 +90,12 @@ class Simulator:
                 event=to_event(data, snapshot, customer),
                 customer=customer,
                 templates=template_infos(conn, shop_id, rules),
-                now=(now := min(self._clock.now(), data.occurred_at)),
+                now=min(self._clock.now(), data.occurred_at),
             )
             out: list[dict[str, Any]] = []
-            funds = _Funds(credits.account(conn, shop_id), now)
+            # paid for as ingest would now (a cap's month, an allowance's expiry), whatever
+            # instant the event carries
+            funds = _Funds(credits.account(conn, shop_id), self._clock.now())
             for p in planned:
                 template = template_store.get(conn, shop_id, p.rule.action.template_id)
                 item: dict[str, Any] = {

@@ -284,6 +284,16 @@ Index(
     postgresql_where=messages.c.status == "sending",
 )
 Index("ix_messages_shop_created", messages.c.shop_id, messages.c.id)
+#: Held messages by shop, oldest due first: what a top-up or the worker's look at held
+#: messages (`credits.resume_held`, `shops_holding`) reads, without the shop's whole history.
+Index(
+    "ix_messages_held_shop_due",
+    messages.c.shop_id,
+    messages.c.due_at,
+    messages.c.id,
+    sqlite_where=messages.c.status == "held",
+    postgresql_where=messages.c.status == "held",
+)
 Index("ix_messages_provider_ref", messages.c.provider_id, messages.c.provider_message_id)
 
 message_log = Table(
