@@ -1312,6 +1312,19 @@ def _held_for_credit(shop_id: int) -> tuple[Any, ...]:
     )
 
 
+def _held_in_order(shop_id: int, now: datetime) -> Any:
+    """The shop's held messages still valid at `now`, in the order they go out (a query
+    to limit, and to resume after a (due_at, id))."""
+    return (
+        select(*_TO_RESERVE, messages.c.due_at)
+        .where(
+            *_held_for_credit(shop_id),
+            or_(messages.c.expires_at.is_(None), messages.c.expires_at > now),
+        )
+        .order_by(messages.c.due_at, messages.c.id)
+    )
+
+
 def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) -> int:
     """Held messages, oldest first: those past their validity are closed (all of them),
     funded ones scheduled; stops at the first one that still cannot be funded (order is
@@ -1332,15 +1345,10 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
     released = 0
     after: tuple[datetime, int] | None = None
     while True:
-        query = select(*_TO_RESERVE, messages.c.due_at).where(
-            *_held_for_credit(shop_id),
-            or_(messages.c.expires_at.is_(None), messages.c.expires_at > now),
-        )
+        query = _held_in_order(shop_id, now)
         if after is not None:
             query = query.where(tuple_(messages.c.due_at, messages.c.id) > after)
-        held = conn.execute(
-            query.order_by(messages.c.due_at, messages.c.id).limit(_RESUME_CHUNK)
-        ).all()
+        held = conn.execute(query.limit(_RESUME_CHUNK)).all()
         for row in held:
             channel = Channel(row.channel)
             units = int(row.segments or 1)
@@ -1371,7 +1379,8 @@ def resume_held(conn: Connection, shop_id: int, now: datetime, *, actor: str) ->
         after = (held[-1].due_at, held[-1].id)
 
 
-#: Shops with messages held for credit or by their cap (`sweep_held` looks at each).
+#: Shops with messages held for credit or by their cap (`Dispatcher.release_held` looks at
+#: each).
 _SHOPS_HOLDING = (
     select(messages.c.shop_id)
     .where(
@@ -1397,12 +1406,7 @@ def held_can_move(conn: Connection, shop_id: int, now: datetime) -> bool:
         select(messages.c.id).where(*held, messages.c.expires_at <= now).limit(1)
     ).first():
         return True
-    first = conn.execute(
-        select(*_TO_RESERVE)
-        .where(*held, or_(messages.c.expires_at.is_(None), messages.c.expires_at > now))
-        .order_by(messages.c.due_at, messages.c.id)
-        .limit(1)
-    ).first()
+    first = conn.execute(_held_in_order(shop_id, now).limit(1)).first()
     if first is None:
         return False
     acct = account(conn, shop_id)

@@ -218,10 +218,13 @@ class Dispatcher:
             claims.release(conn, self.worker_id, finished_at, released)
         repriced = {shop_of[o.message_id] for o in outcomes if o.reason.startswith(_REPRICED)}
         for shop_id in sorted(repriced):  # reserved again at their new cost, sent next
-            with self._engine.begin() as conn:
-                credits.resume_held(
-                    conn, shop_id, self._clock.now(), actor=f"worker:{self.worker_id}"
-                )
+            try:
+                with self._engine.begin() as conn:
+                    credits.resume_held(
+                        conn, shop_id, self._clock.now(), actor=f"worker:{self.worker_id}"
+                    )
+            except Exception as exc:  # the batch is done: release_held tries again later
+                log.error("reprice_failed", shop_id=shop_id, error=type(exc).__name__)
         counts = Counter(o.status for o in outcomes)
         if released:
             counts["released"] = len(released)
