@@ -127,6 +127,37 @@ def idle_worker(ops_db: str, tmp_path: Path) -> Iterator[Services]:
         svc.engine.dispose()
 
 
+def test_a_notification_while_the_loop_is_busy_wakes_its_next_wait(ops_db: str) -> None:
+    """A NOTIFY that arrives while no loop waits (one is looking for work, and found none
+    just before the insert committed) is not lost until the next poll: the loop noted
+    `seen()` before looking, and `wait(seen)` returns at once."""
+    from orderbell.engine.wakeup import PgListener, for_engine
+
+    engine = make_engine(ops_db)
+
+    async def scenario() -> None:
+        listener = for_engine(engine)
+        assert isinstance(listener, PgListener)
+        await asyncio.wait_for(listener.wait(), 10)  # connected: that first wake is free
+        seen = listener.seen()
+        with engine.begin() as conn:  # while the loop is busy elsewhere
+            conn.exec_driver_sql("NOTIFY orderbell_due")
+        for _ in range(250):  # bounded: 5 s
+            if listener.seen() > seen:
+                break
+            await asyncio.sleep(0.02)
+        assert listener.seen() > seen
+        await asyncio.wait_for(listener.wait(seen), 0.5)  # at once, not at the next signal
+        with pytest.raises(TimeoutError):  # nothing new since: it waits
+            await asyncio.wait_for(listener.wait(listener.seen()), 0.3)
+        await listener.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
+
+
 def test_a_due_insert_wakes_an_idle_worker_within_a_second_by_notify(
     ops_db: str, tmp_path: Path
 ) -> None:

@@ -614,6 +614,7 @@ class Dispatcher:
             if time.monotonic() >= next_renewal:
                 next_renewal = time.monotonic() + RENEWAL_SECONDS
                 self.renew_packages()
+            seen = waker.seen() if waker is not None else 0  # signals from here on wake us
             try:
                 planned = self.plan_accepted()
             except Exception as exc:  # planning must never stop sending
@@ -625,14 +626,17 @@ class Dispatcher:
                 log.error("dispatch_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 claimed = 0
             if claimed == 0 and planned == 0 and not stop.is_set():
-                await _idle(stop, poll_seconds, waker)
+                await _idle(stop, poll_seconds, waker, seen)
 
 
-async def _idle(stop: asyncio.Event, seconds: float, waker: Waker | None) -> None:
-    """Sleep up to `seconds`, waking early on stop or on the waker's signal."""
+async def _idle(
+    stop: asyncio.Event, seconds: float, waker: Waker | None, seen: int | None = None
+) -> None:
+    """Sleep up to `seconds`, waking early on stop or on the waker's signal — at once if
+    one came after `seen` (while the loop was looking for work)."""
     waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if waker is not None:
-        waits.append(asyncio.ensure_future(waker.wait()))
+        waits.append(asyncio.ensure_future(waker.wait(seen)))
     try:
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:

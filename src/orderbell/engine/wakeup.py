@@ -23,8 +23,14 @@ CHANNEL = "orderbell_due"  #: the NOTIFY channel the trigger uses
 class Waker(Protocol):
     """Something an idle dispatch loop can wait on besides its poll timeout."""
 
-    async def wait(self) -> None:
-        """Return when there may be new due work (never returns if there is no signal)."""
+    def seen(self) -> int:
+        """How many signals came so far: a loop notes it before it looks for work, so one
+        that comes while it looks is not lost (`wait(since=…)`)."""
+        ...
+
+    async def wait(self, since: int | None = None) -> None:
+        """Return when there may be new due work: at once if a signal came after `since`
+        (a `seen()`), else at the next one (never, if there is no signal)."""
         ...
 
     async def close(self) -> None:
@@ -35,7 +41,11 @@ class Waker(Protocol):
 class PollWaker:
     """No signal at all: idle loops wake on their poll timeout only (SQLite)."""
 
-    async def wait(self) -> None:
+    def seen(self) -> int:
+        """No signal ever comes."""
+        return 0
+
+    async def wait(self, since: int | None = None) -> None:
         """Never signals."""
         await asyncio.Event().wait()
 
@@ -61,9 +71,18 @@ class PgListener:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._listen())
 
-    async def wait(self) -> None:
-        """Return at the next notification."""
+    def seen(self) -> int:
+        """How many notifications arrived so far."""
+        return self.notifications
+
+    async def wait(self, since: int | None = None) -> None:
+        """Return at the next notification, or at once if one arrived after `since`: a
+        notification that comes while the loop is busy (looking for work and finding none
+        just before the insert committed) wakes no waiter, and would otherwise be lost
+        until the next poll."""
         self._start()
+        if since is not None and self.notifications > since:
+            return
         if self._signal is None or self._signal.done():
             self._signal = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._signal)
