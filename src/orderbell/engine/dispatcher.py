@@ -665,10 +665,11 @@ def _repriced(row: claims.Claimed, recipient: str, segments: int) -> str | None:
     held and reserved again at its new cost (`credits.resume_held`): what a shop is charged
     is always a price it was shown before the message went out."""
     why = []
-    before = destination_country(Channel.SMS, row.recipient)
-    after = destination_country(Channel.SMS, recipient)
-    if after != before:
-        why.append(f"the number is now in {after or 'an unknown country'}, not {before}")
+    if recipient != row.recipient:  # (most are sent where they were planned to go)
+        before = destination_country(Channel.SMS, row.recipient)
+        after = destination_country(Channel.SMS, recipient)
+        if after != before:
+            why.append(f"the number is now in {after or 'an unknown country'}, not {before}")
     if row.segments is not None and segments != row.segments:
         why.append(f"the text is now {segments} segments, not {row.segments}")
     if not why:
