@@ -540,6 +540,35 @@ def test_an_event_rolled_back_in_a_batch_gives_its_allowance_units_back_to_the_n
     assert_ledger_adds_up(services)
 
 
+def test_the_worker_renews_each_shop_in_a_transaction_of_its_own(
+    client: TestClient, services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One shop whose renewal fails leaves the others renewed (they were one transaction,
+    all rolled back together, each shop's account locked until the last was done)."""
+    shops = [billed_shop(client, "1", slug=slug) for slug in ("renew-a", "renew-b")]
+    clock.set(datetime.fromisoformat("2026-11-05T10:00:00+03:00"))
+    for shop in shops:
+        r = client.post("/v1/credits/packages", headers=shop["auth"],
+                        json={"name": "p", "channel": "sms", "allowance": 2, "carry_over": "none"})  # fmt: skip
+        assert r.status_code == 201, r.text
+    with services.engine.connect() as conn:
+        failing = int(
+            conn.execute(text("SELECT id FROM shops WHERE slug = 'renew-a'")).scalar_one()
+        )
+    real = credits.renew
+
+    def renew(conn: Any, shop_id: int, now: datetime, **kw: Any) -> int:
+        if shop_id == failing:
+            raise RuntimeError("this shop's renewal fails")
+        return real(conn, shop_id, now, **kw)
+
+    monkeypatch.setattr(credits, "renew", renew)
+    clock.set(datetime.fromisoformat("2026-12-01T09:00:00+03:00"))
+    services.dispatcher("test-worker").renew_packages()
+    periods = [[a["period"] for a in summary(client, shop)["allowances"]] for shop in shops]
+    assert periods == [["2026-11"], ["2026-12"]]
+
+
 def test_no_carry_over_expires_unused_allowance(
     client: TestClient, services: Services, clock: ManualClock
 ) -> None:

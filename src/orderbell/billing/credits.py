@@ -2019,12 +2019,18 @@ def statement_csv(data: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def renew_all(conn: Connection, now: datetime) -> int:
-    """Renew packages of every shop that has any (the worker calls this periodically)."""
-    shop_ids = sorted(  # accounts locked in shop order, as everywhere (no deadlock)
-        r.shop_id
+def package_shops(conn: Connection) -> list[int]:
+    """The shops with an active package, in shop order."""
+    return sorted(
+        int(r.shop_id)
         for r in conn.execute(
             select(packages.c.shop_id).where(packages.c.active.is_(True)).distinct()
         ).all()
     )
-    return sum(renew(conn, s, now) for s in shop_ids)
+
+
+def renew_all(conn: Connection, now: datetime) -> int:
+    """Renew packages of every shop that has any, in one transaction (`orderbell credits
+    renew`; the worker renews one shop per transaction), accounts locked in shop order as
+    everywhere."""
+    return sum(renew(conn, s, now) for s in package_shops(conn))

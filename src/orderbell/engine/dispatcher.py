@@ -593,10 +593,17 @@ class Dispatcher:
         if not self._billing:
             return
         try:
-            with self._engine.begin() as conn:
-                credits.renew_all(conn, self._clock.now())
+            with reading(self._engine) as conn:
+                shop_ids = credits.package_shops(conn)
         except Exception as exc:  # renewal must never stop sending
             log.error("renewal_failed", error=type(exc).__name__)
+            return
+        for shop_id in shop_ids:  # one shop per transaction: its account's lock only, and
+            try:  # one shop's failure does not undo the others' renewals
+                with self._engine.begin() as conn:
+                    credits.renew(conn, shop_id, self._clock.now())
+            except Exception as exc:
+                log.error("renewal_failed", shop_id=shop_id, error=type(exc).__name__)
 
     async def _loop(
         self,
