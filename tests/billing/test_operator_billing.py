@@ -123,6 +123,10 @@ OPERATOR_ROUTES = [
     ("put", "prices", {"prices": [{"channel": "sms", "country": "*", "unit_price": "0"}]}),
     ("post", "packages", {"name": "p", "channel": "sms", "allowance": 10}),
     ("patch", "settings", {"mode": "unmetered"}),
+    ("get", "", None),
+    ("get", "ledger", None),
+    ("get", "statement?month=2026-11", None),
+    ("get", "prices", None),
 ]
 
 
@@ -137,13 +141,34 @@ def test_operator_routes_need_the_admin_token(
 ) -> None:
     shop = _shop(hosted)
     before = hosted.get("/v1/credits", headers=shop["auth"]).json()
-    r = hosted.request(method, f"/v1/shops/{shop['id']}/credits/{route}",
+    r = hosted.request(method, f"/v1/shops/{shop['id']}/credits/{route}".rstrip("/"),
                        headers=shop["auth"] if headers == "shop" else headers, json=body)  # fmt: skip
     assert r.status_code == 401, r.text
     assert r.json()["error"]["field"] == "authorization"
     assert hosted.get("/v1/credits", headers=shop["auth"]).json() == before
     with platform.engine.connect() as conn:
         assert conn.execute(select(ledger.c.id)).first() is None
+
+
+def test_the_operator_reads_a_shops_credits_ledger_statement_and_prices(
+    hosted: TestClient, platform: Services
+) -> None:
+    """What the shop reads of its own credits, the operator reads of any shop's."""
+    shop, other = _shop(hosted), _shop(hosted, "neighbour")
+    base = f"/v1/shops/{shop['id']}/credits"
+    r = hosted.post(f"{base}/topups", headers=OPERATOR, json={"amount": "10"})
+    assert r.status_code == 201, r.text
+    for route in ("", "/ledger", "/statement?month=2026-11", "/prices"):
+        mine = hosted.get(f"/v1/credits{route}", headers=shop["auth"])
+        theirs = hosted.get(f"{base}{route}", headers=OPERATOR)
+        assert theirs.status_code == 200 and theirs.json() == mine.json(), (route, theirs.text)
+    csv = hosted.get(f"{base}/statement", headers=OPERATOR,
+                     params={"month": "2026-11", "format": "csv"})  # fmt: skip
+    assert csv.status_code == 200 and csv.text.startswith("month,channel,country")
+    bad = hosted.get(f"{base}/ledger", headers=OPERATOR, params={"kind": "nonsense"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "kind"
+    neighbour = hosted.get(f"/v1/shops/{other['id']}/credits", headers=OPERATOR).json()
+    assert neighbour["balance"] == "0.0000"
 
 
 def test_a_blank_admin_token_is_no_token(

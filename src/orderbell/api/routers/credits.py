@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import structlog
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
+from sqlalchemy import Connection
 
 from orderbell.api.deps import (
     BILLING_TERMS,
@@ -31,7 +32,6 @@ from orderbell.billing import credits, manage
 from orderbell.compose import Services
 from orderbell.errors import InvalidInput
 
-log = structlog.get_logger("orderbell.credits")
 router = APIRouter(prefix="/v1/credits", tags=["credits"])
 #: The same changes of a shop's credits and prices, made by the operator (the admin token):
 #: where shops do not manage their own billing (`shops_manage_billing`), the only way.
@@ -41,6 +41,12 @@ operator = APIRouter(prefix="/v1/shops/{shop_id}/credits", tags=["credits (opera
 @router.get("")
 def get_credits(svc: ServicesDep, conn: Read, shop: ShopId) -> Any:
     """Balance, reservations, package allowances and this month's spending."""
+    return credits.summary(conn, shop, svc.clock.now())
+
+
+@operator.get("")
+def operator_get_credits(svc: ServicesDep, conn: Read, shop: OperatorShop) -> Any:
+    """`GET /v1/credits` for the shop in the path, by the operator."""
     return credits.summary(conn, shop, svc.clock.now())
 
 
@@ -89,46 +95,73 @@ def _adjust(svc: Services, shop: int, body: AdjustmentIn, actor: str) -> Any:
         )
 
 
+@dataclass
+class LedgerQuery:
+    """The ledger's filters and page, as query parameters (one set for both routes)."""
+
+    kind: Annotated[str | None, Query(max_length=16)] = None
+    message_id: RowIdFilter = None
+    rule_id: RowIdFilter = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: RowIdFilter = None
+    limit: Annotated[int, Query(ge=1, le=500)] = 100
+
+
+Ledger = Annotated[LedgerQuery, Depends()]
+
+
 @router.get("/ledger")
-def get_ledger(
-    conn: Read,
-    shop: ShopId,
-    kind: Annotated[str | None, Query(max_length=16)] = None,
-    message_id: RowIdFilter = None,
-    rule_id: RowIdFilter = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: RowIdFilter = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> Any:
+def get_ledger(conn: Read, shop: ShopId, query: Ledger) -> Any:
     """Ledger entries, newest first (by time, then id); page with ?before=<next_before>."""
-    for name, value in (("since", since), ("until", until)):
+    return _ledger(conn, shop, query)
+
+
+@operator.get("/ledger")
+def operator_get_ledger(conn: Read, shop: OperatorShop, query: Ledger) -> Any:
+    """`GET /v1/credits/ledger` for the shop in the path, by the operator."""
+    return _ledger(conn, shop, query)
+
+
+def _ledger(conn: Connection, shop: int, q: LedgerQuery) -> Any:
+    for name, value in (("since", q.since), ("until", q.until)):
         problem = None if value is None else instant_problem(value)
         if problem is not None:
             raise InvalidInput(problem, field=name)
     items = credits.entries(
         conn,
         shop,
-        kind=kind,
-        message_id=message_id,
-        rule_id=rule_id,
-        since=since,
-        until=until,
-        before=before,
-        limit=limit,
+        kind=q.kind,
+        message_id=q.message_id,
+        rule_id=q.rule_id,
+        since=q.since,
+        until=q.until,
+        before=q.before,
+        limit=q.limit,
     )
-    return {"items": items, "next_before": items[-1]["id"] if len(items) == limit else None}
+    return {"items": items, "next_before": items[-1]["id"] if len(items) == q.limit else None}
+
+
+Month = Annotated[str, Query(max_length=7)]
+StatementFormat = Literal["json", "csv"]
 
 
 @router.get("/statement", response_model=None)
-def get_statement(
-    conn: Read,
-    shop: ShopId,
-    month: Annotated[str, Query(max_length=7)],
-    format: Literal["json", "csv"] = "json",
-) -> Any:
+def get_statement(conn: Read, shop: ShopId, month: Month, format: StatementFormat = "json") -> Any:
     """A month's charges per channel, destination country and rule, and the credit that came
     in (top-ups, corrections), as JSON or CSV."""
+    return _statement(conn, shop, month, format)
+
+
+@operator.get("/statement", response_model=None)
+def operator_get_statement(
+    conn: Read, shop: OperatorShop, month: Month, format: StatementFormat = "json"
+) -> Any:
+    """`GET /v1/credits/statement` for the shop in the path, by the operator."""
+    return _statement(conn, shop, month, format)
+
+
+def _statement(conn: Connection, shop: int, month: str, format: str) -> Any:
     data = credits.statement(conn, shop, credits.parse_month(month))
     if format == "csv":
         return PlainTextResponse(credits.statement_csv(data), media_type="text/csv")
@@ -138,6 +171,12 @@ def get_statement(
 @router.get("/prices")
 def get_prices(conn: Read, shop: ShopId) -> Any:
     """Every price that applies to the shop: its own, its plan's, or the default list."""
+    return manage.effective_prices(conn, shop)
+
+
+@operator.get("/prices")
+def operator_get_prices(conn: Read, shop: OperatorShop) -> Any:
+    """`GET /v1/credits/prices` for the shop in the path, by the operator."""
     return manage.effective_prices(conn, shop)
 
 
