@@ -1255,6 +1255,27 @@ def test_switching_to_prepaid_leaves_notices_free_and_expired_messages_alone(
     assert_ledger_adds_up(services)
 
 
+def test_a_message_past_its_validity_at_a_switch_to_prepaid_is_closed_not_left_unpaid(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """Left waiting unpaid for the worker to expire, it went out free once the clock was set
+    back before the worker saw it (the ledger machine found this)."""
+    shop = billed_shop(client, "1", billing="unmetered")
+    start = datetime.fromisoformat(AT)
+    clock.set(start)
+    [planned] = post(client, shop, order_event("E-1"))["messages"]
+    clock.set(start + timedelta(minutes=601))  # past its 600 minutes
+    r = client.patch("/v1/credits/settings", headers=shop["auth"], json={"mode": "prepaid"})
+    assert r.status_code == 200, r.text
+    assert messages(client, shop)[0]["status"] == "expired"
+    clock.set(start + timedelta(minutes=30))  # the clock goes back
+    drain(services)
+    [message] = messages(client, shop)
+    assert (message["status"], message["billing"]) == ("expired", None)
+    assert ledger_kinds(client, shop, planned["id"]) == []
+    assert_ledger_adds_up(services)
+
+
 @pytest.mark.parametrize("mode", ["unmetered", "prepaid"])
 @pytest.mark.parametrize("attempt", ["stopped", "deferred", "sent"])
 def test_a_message_being_sent_during_a_switch(

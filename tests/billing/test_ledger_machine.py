@@ -25,10 +25,11 @@ from tests.support import assert_buckets_add_up, assert_month_spend_adds_up
 
 from orderbell.api.schemas import EventIn, RuleIn, ShopIn, ShopPatch, TemplateIn
 from orderbell.billing import credits
-from orderbell.channels.base import Outcome, OutgoingMessage, SendResult
+from orderbell.channels.base import DeliveryState, Outcome, OutgoingMessage, SendResult
 from orderbell.clock import ManualClock
 from orderbell.compose import build
 from orderbell.domain.model import Channel
+from orderbell.engine import callbacks
 from orderbell.errors import InvalidInput
 from orderbell.settings import Settings
 from orderbell.store import rules as rule_store
@@ -100,6 +101,8 @@ class LedgerMachine(RuleBasedStateMachine):
         #: messages handed to the provider while the shop was prepaid: each has one debit
         self.charged: set[int] = set()
         self.prepaid = True
+        #: messages a receipt said were undelivered while the shop did not pay for those
+        self.refunded: set[int] = set()
 
     @initialize(allowance=st.integers(min_value=0, max_value=3), carry=st.sampled_from(
         ["none", "unlimited", "cap"]))  # fmt: skip
@@ -193,15 +196,24 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def delivery_fails(self, data: st.DataObject) -> None:
-        """A receipt says a sent message never arrived: refunded once, unless the shop pays
-        for failures after submission."""
+        """A receipt (through the callback path) says a message never arrived: refunded
+        once, unless the shop pays for failures after submission; a second receipt for one
+        already undelivered changes nothing."""
         with self.svc.engine.begin() as conn:
-            sent = sorted(
-                conn.execute(select(messages.c.id).where(messages.c.status == "sent")).scalars()
-            )
-            if sent:
-                message_id = data.draw(st.sampled_from(sent))
-                credits.refund_after_submission(conn, message_id, self.clock.now(), "dlr")
+            rows = conn.execute(
+                select(messages.c.id, messages.c.status, messages.c.ambiguous,
+                       messages.c.provider_id, messages.c.billing)
+                .where(messages.c.status.in_(("sent", "undelivered")))
+                .order_by(messages.c.id)
+            ).all()  # fmt: skip
+            if not rows:
+                return
+            row = data.draw(st.sampled_from(rows))
+            pays = credits.account(conn, self.shop_id).charge_failed_after_submission
+            now = self.clock.now()
+            callbacks._apply(conn, row, DeliveryState.UNDELIVERED, "m", None, "m", now)
+            if row.status == "sent" and row.billing == "debited" and not pays:
+                self.refunded.add(row.id)
 
     @rule(amount=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("0.50"), places=2))
     def top_up(self, amount: Decimal) -> None:
@@ -274,6 +286,15 @@ class LedgerMachine(RuleBasedStateMachine):
             handed = set(self.provider.handed)
             assert set(debits) == self.charged, (debits, self.charged)
             assert all(n == 1 for n in debits.values())
+            refunds = dict(
+                conn.execute(
+                    select(ledger.c.message_id, func.count())
+                    .where(ledger.c.kind == "refund")
+                    .group_by(ledger.c.message_id)
+                ).all()
+            )
+            assert set(refunds) == self.refunded <= self.charged, (refunds, self.refunded)
+            assert all(n == 1 for n in refunds.values())
             # a message sent while prepaid is debited; one sent while unmetered is not; a
             # pending one is still paid for while prepaid (reserved, or debited already
             # when an ambiguous attempt may have reached the provider), and not while
@@ -284,9 +305,11 @@ class LedgerMachine(RuleBasedStateMachine):
                 select(messages.c.id, messages.c.status, messages.c.billing, messages.c.expires_at)
             )
             for row in rows.all():
-                if row.status == "sent":  # (refunded: a receipt said it never arrived)
-                    charged = ("debited", "refunded") if row.id in self.charged else (None,)
-                    assert row.billing in charged, (row, self.charged)
+                if row.status == "sent":
+                    assert row.billing == ("debited" if row.id in self.charged else None)
+                if row.status == "undelivered":  # refunded when the shop does not pay for it
+                    paid = "refunded" if row.id in self.refunded else "debited"
+                    assert row.billing == (paid if row.id in self.charged else None), row
                 if row.status in ("scheduled", "deferred"):
                     paid = ("reserved", "debited") if self.prepaid else (None, "debited")
                     if row.expires_at is not None and row.expires_at <= self.clock.now():

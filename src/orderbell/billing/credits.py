@@ -1428,7 +1428,8 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
 
     Prepaid: each priced message (orderbell's own notices are free) that is not paid for yet
     and still valid is reserved now, as if planned now, earliest due first; one that cannot
-    be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases it.
+    be funded is held (`insufficient_credit` or `spending_cap`) until a top-up releases it;
+    one past its validity is expired now (never left waiting unpaid).
     A message debited already (an ambiguous attempt that may have gone out) is never
     reserved again: its next attempt is not charged twice. (One a worker was sending when
     the shop switched goes out on the unmetered terms it was claimed with, and so does its
@@ -1447,6 +1448,23 @@ def mode_changed(conn: Connection, shop_id: int, now: datetime, *, actor: str) -
         _settle(conn, rows, now, actor, handed=(), mark=False)
         _clear_billing(conn, [row.id for row in rows])
         return len(rows)
+    # one past its validity is closed now rather than left for the worker unpaid: were the
+    # clock set back before the worker saw it, it would be valid again, and go out free
+    for (message_id,) in conn.execute(
+        select(messages.c.id)
+        .where(
+            *waiting,
+            messages.c.billing.is_(None),
+            messages.c.cost.is_not(None),
+            messages.c.expires_at <= now,
+        )
+        .order_by(messages.c.id)
+        .with_for_update()
+    ).all():
+        message_store.set_status(
+            conn, message_id, now, MessageStatus.EXPIRED,
+            "expired: validity ended before the shop's switch to prepaid could pay for it",
+        )  # fmt: skip
     unbilled = conn.execute(
         select(*_TO_RESERVE)
         .where(
