@@ -1119,8 +1119,12 @@ def release_message(conn: Connection, message_id: int, now: datetime, actor: str
 
 
 def refund_after_submission(conn: Connection, message_id: int, now: datetime, actor: str) -> bool:
-    """A delivery failure after submission: refund unless the shop pays for those."""
-    row = conn.execute(select(*_BILL_COLUMNS).where(messages.c.id == message_id)).first()
+    """A delivery failure after submission: refund unless the shop pays for those. (The
+    message's row is locked as it is read, as `settle` reads its rows: two receipts for one
+    message refund it once even without the callback's status check before this.)"""
+    row = conn.execute(
+        select(*_BILL_COLUMNS).where(messages.c.id == message_id).with_for_update()
+    ).first()
     if row is None or row.billing != "debited":
         return False
     if account(conn, row.shop_id, lock=True).charge_failed_after_submission:
