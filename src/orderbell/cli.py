@@ -57,9 +57,13 @@ def fail(message: str, field: str | None = None) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _validation(exc: ValidationError) -> typer.Exit:
+def _validation(exc: ValidationError, options: tuple[str, ...] = ()) -> typer.Exit:
+    """The first error, naming its field — as the command-line option it came from when it
+    is one of `options` (an API field: monthly_cap → --monthly-cap)."""
     first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
+    loc = [str(p) for p in first["loc"]]
+    named = next((p for p in reversed(loc) if p in options), None)
+    field = _option(named) if named else ".".join(loc) or None
     return fail(str(first["msg"]).removeprefix("Value error, "), field)
 
 
@@ -655,11 +659,7 @@ def _body(model: Any, data: dict[str, Any], options: tuple[str, ...]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"]]
-        named = next((p for p in reversed(loc) if p in options), None)
-        field = _option(named) if named else ".".join(loc) or None
-        raise fail(str(first["msg"]).removeprefix("Value error, "), field) from None
+        raise _validation(exc, options) from None
 
 
 #: API fields whose command-line option is named otherwise.

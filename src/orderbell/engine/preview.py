@@ -82,12 +82,16 @@ def preview(
 def _cost(
     conn: Connection, shop: Shop, channel: Channel, segments: int | None, phone: str | None
 ) -> dict[str, Any]:
-    """What the message would cost: an SMS to the order's customer's number, or with sample
-    data to a number in the shop's own country (what most of its customers have)."""
+    """What the message would cost: an SMS to the order's customer's number, or — with
+    sample data, or a customer without a number it can price — to a number in the shop's own
+    country (what most of its customers have). `destination` says which (None for e-mail)."""
     plan_id = credits.account(conn, shop.id).plan_id
-    country = destination_country(channel, phone) if phone else None
-    if channel is Channel.SMS and country is None:
-        country = shop.country
+    country = destination_country(channel, phone)
+    destination = None  # an e-mail costs the same to any address
+    if channel is Channel.SMS:
+        destination = "the order's customer"
+        if country is None:
+            country, destination = shop.country, "sample"
     price = prices.unit_price(conn, shop.id, plan_id, channel, country)
-    quoted = prices.priced(price, channel, country if channel is Channel.SMS else None, segments)
-    return {**quoted.as_dict(), "destination": "the order's customer" if phone else "sample"}
+    quoted = prices.priced(price, channel, country, segments)
+    return {**quoted.as_dict(), "destination": destination}
