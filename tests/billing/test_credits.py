@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, text
+from structlog.testing import capture_logs
 from tests.conftest import make_shop
 from tests.support import (
     assert_buckets_add_up,
@@ -1319,18 +1320,25 @@ def test_a_message_being_sent_during_a_switch(
     assert_ledger_adds_up(services)
 
 
-def test_switching_back_and_forth_gives_back_each_allowance_unit_once(
-    client: TestClient, services: Services, clock: ManualClock
-) -> None:
-    """A message reserved from a package more than once (its shop switched to unmetered and
-    back) holds one reservation: released, it gives back the units it holds, not those of
-    every reservation it ever had; debited, it is charged its own units."""
+def package_shop_with_one_order(client: TestClient, clock: ManualClock) -> dict[str, Any]:
+    """A billed shop with 1 credit and a package of 3 SMS a month, one order's SMS planned
+    (reserved from the package)."""
     shop = billed_shop(client, "1")
     r = client.post("/v1/credits/packages", headers=shop["auth"],
                     json={"name": "p", "channel": "sms", "allowance": 3, "carry_over": "none"})  # fmt: skip
     assert r.status_code == 201, r.text
     clock.set(datetime.fromisoformat(AT))
     post(client, shop, order_event("A-1"))
+    return shop
+
+
+def test_switching_back_and_forth_gives_back_each_allowance_unit_once(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A message reserved from a package more than once (its shop switched to unmetered and
+    back) holds one reservation: released, it gives back the units it holds, not those of
+    every reservation it ever had; debited, it is charged its own units."""
+    shop = package_shop_with_one_order(client, clock)
 
     def remaining() -> list[int]:
         return [a["remaining"] for a in summary(client, shop)["allowances"]]
@@ -1380,10 +1388,6 @@ def test_a_planner_batch_takes_account_locks_in_shop_order(
             select(credit_accounts.c.shop_id).order_by(credit_accounts.c.shop_id)
         ).scalars()
     touch = text("UPDATE credit_accounts SET updated_at = updated_at WHERE shop_id = :s")
-    waiters = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
     planned: list[int] = []
     errors: list[BaseException] = []
 
@@ -1400,15 +1404,7 @@ def test_a_planner_batch_takes_account_locks_in_shop_order(
             settle.execute(touch, {"s": a_id})  # a settle has taken shop A
             planner = threading.Thread(target=plan)
             planner.start()
-            # Until the planner waits for a lock (at most ~10 s). Watched from a third
-            # connection: pg_stat_activity holds still for the rest of a transaction.
-            with services.engine.connect() as watch:
-                for _ in range(200):
-                    waiting = watch.execute(waiters).scalar_one()
-                    watch.rollback()
-                    if waiting or not planner.is_alive():
-                        break
-                    threading.Event().wait(0.05)
+            waiting = lock_waiters(services, planner)
             assert waiting == 1, f"planner not waiting on shop A: {errors=} {planned=}"
             settle.execute(touch, {"s": b_id})  # …and now wants shop B: free, not held
     finally:
@@ -1417,6 +1413,126 @@ def test_a_planner_batch_takes_account_locks_in_shop_order(
     assert errors == [] and planned == [2]
     for shop in (shop_a, shop_b):
         assert [m["status"] for m in messages(client, shop)] == ["scheduled"]
+    assert_ledger_adds_up(services)
+
+
+def lock_waiters(services: Services, thread: threading.Thread) -> int:
+    """PostgreSQL: how many connections wait for a lock, once one does or `thread` has ended
+    (at most ~10 s). Watched from a connection of its own: pg_stat_activity holds still for
+    the rest of a transaction."""
+    waiters = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    waiting = 0
+    with services.engine.connect() as watch:
+        for _ in range(200):
+            waiting = int(watch.execute(waiters).scalar_one())
+            watch.rollback()
+            if waiting or not thread.is_alive():
+                break
+            threading.Event().wait(0.05)
+    return waiting
+
+
+def worker_thread(services: Services, errors: list[BaseException]) -> threading.Thread:
+    """The worker sending what is due, started in a thread; what it raises goes to `errors`."""
+
+    def work() -> None:
+        try:
+            drain(services)
+        except BaseException as exc:  # surfaced by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+_LOCK_ACCOUNT = text("SELECT shop_id FROM credit_accounts FOR UPDATE")
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_worker_settling_package_messages_locks_the_account_before_its_buckets(
+    client: TestClient, services: Services, clock: ManualClock
+) -> None:
+    """A batch paid from a package moves no account, only buckets (a message not sent gives
+    its unit back); then its low-balance check may write the account (a threshold above the
+    credit, not yet noticed). Had it taken the buckets first, renewal — the account, then
+    its buckets — would deadlock with it, and PostgreSQL abort one. The worker takes the
+    account first, so renewal goes on."""
+    shop = package_shop_with_one_order(client, clock)
+    with services.engine.begin() as conn:
+        conn.execute(
+            credit_accounts.update().values(low_balance_thresholds=["5"], low_balance_below=[])
+        )
+        conn.execute(text("UPDATE rules SET active = false"))  # not sent: its unit given back
+    errors: list[BaseException] = []
+    renewal = services.engine.connect()
+    try:
+        with renewal.begin():
+            renewal.execute(text("SET LOCAL lock_timeout = '10s'"))
+            # were there a deadlock, this side would find it (and fail the test), not the worker
+            renewal.execute(text("SET LOCAL deadlock_timeout = '50ms'"))
+            renewal.execute(_LOCK_ACCOUNT)  # renewal has taken the account
+            worker = worker_thread(services, errors)
+            assert lock_waiters(services, worker) == 1, f"the worker is not waiting: {errors}"
+            # …and now wants its buckets: free, not held by the waiting worker
+            renewal.execute(text("UPDATE allowance_buckets SET remaining = remaining"))
+    finally:
+        renewal.close()
+    worker.join(timeout=60)
+    assert errors == []
+    [sms] = [m for m in messages(client, shop) if m["channel"] == "sms"]
+    assert (sms["status"], sms["billing"]) == ("suppressed", "released")
+    assert summary(client, shop)["allowances"][0]["remaining"] == 3
+    assert_ledger_adds_up(services)
+    with services.engine.connect() as conn:
+        assert_buckets_add_up(conn)
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_batch_rolled_back_to_break_a_deadlock_is_finished_again_not_sent_again(
+    client: TestClient, services: Services, clock: ManualClock, outbox: Any
+) -> None:
+    """The provider has the batch when its outcomes are recorded and billed. Should
+    PostgreSQL roll that transaction back to break a deadlock, the worker runs it again: the
+    message is sent once, marked sent and debited once — not left leased, to be sent a
+    second time when its lease runs out."""
+    shop = billed_shop(client, "1")
+    clock.set(datetime.fromisoformat(AT))
+    post(client, shop, order_event("A-1"))
+    [message] = messages(client, shop)
+    errors: list[BaseException] = []
+    other = services.engine.connect()
+    with capture_logs() as logs:
+        try:
+            with other.begin():
+                other.execute(text("SET LOCAL lock_timeout = '10s'"))
+                # the worker's side finds the deadlock (after its 1 s), and is rolled back
+                other.execute(text("SET LOCAL deadlock_timeout = '30s'"))
+                other.execute(_LOCK_ACCOUNT)
+                worker = worker_thread(services, errors)
+                # the worker's finish waits for the account, holding the message's row
+                assert lock_waiters(services, worker) == 1, f"not waiting: {errors}"
+                other.execute(
+                    text("SELECT id FROM messages WHERE id = :m FOR UPDATE"), {"m": message["id"]}
+                )
+        finally:
+            other.close()
+        worker.join(timeout=60)
+    assert errors == []
+    assert [e["attempt"] for e in logs if e["event"] == "finish_retried"] == [1]
+    [message] = messages(client, shop)
+    assert (message["status"], message["billing"]) == ("sent", "debited")
+    assert [line["to"] for line in outbox.lines()] == [TR_PHONE]
+    with services.engine.connect() as conn:
+        kinds = conn.execute(select(ledger.c.kind).where(ledger.c.message_id == message["id"]))
+        assert sorted(kinds.scalars()) == ["debit", "release", "reservation"]
     assert_ledger_adds_up(services)
 
 

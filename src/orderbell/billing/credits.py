@@ -1081,9 +1081,14 @@ def settle(
     if not rows:
         return {}
     shops = sorted({row.shop_id for row in rows})
-    # a shop switched to unmetered while these were being sent (or waited for a retry)
-    # is not charged for them: their reservations are released and they are left unbilled
-    unmetered = {s for (s,) in db.rows(_UNMETERED_AMONG.format(ids=marks(len(shops))), shops)}
+    # the accounts are locked now, in shop order, before any entry moves an account or a
+    # bucket: an allowance-only batch moves no account, and its low-balance check could
+    # otherwise write one after its buckets, against renewal's order (account, then
+    # buckets) — a deadlock PostgreSQL breaks by aborting one side. A shop switched to
+    # unmetered while these were being sent (or waited for a retry) is not charged for
+    # them: their reservations are released and they are left unbilled.
+    modes = _MODES.format(ids=marks(len(shops))) + ("" if db.sqlite else _LOCK_IN_ORDER)
+    unmetered = {s for s, mode in db.rows(modes, shops) if mode != PREPAID}
     free = {row.id for row in rows if row.shop_id in unmetered}
     states = _settle(conn, rows, now, f"worker:{worker}", handed - free, mark=False)
     if free:
@@ -1094,9 +1099,8 @@ def settle(
     return states
 
 
-_UNMETERED_AMONG = (
-    f"SELECT shop_id FROM credit_accounts WHERE shop_id IN ({{ids}}) AND mode <> '{PREPAID}'"  # noqa: S608
-)
+_MODES = "SELECT shop_id, mode FROM credit_accounts WHERE shop_id IN ({ids})"
+_LOCK_IN_ORDER = " ORDER BY shop_id FOR UPDATE"
 
 
 def _clear_billing(conn: Connection, message_ids: Collection[int]) -> None:
@@ -1109,13 +1113,6 @@ def _clear_billing(conn: Connection, message_ids: Collection[int]) -> None:
             .where(messages.c.id.in_(ids[start : start + 500]))
             .values(billing=None, funding=None, bucket_id=None)
         )
-
-
-def release_message(conn: Connection, message_id: int, now: datetime, actor: str) -> None:
-    """Give back a message's reservation (it will never be sent)."""
-    row = conn.execute(select(*_BILL_COLUMNS).where(messages.c.id == message_id)).first()
-    if row is not None:
-        _settle(conn, [row], now, actor, handed=())
 
 
 def refund_after_submission(conn: Connection, message_id: int, now: datetime, actor: str) -> bool:

@@ -39,7 +39,7 @@ from orderbell.engine.unsubscribe import Links
 from orderbell.errors import TemplateError
 from orderbell.store import claims
 from orderbell.store import shops as shop_store
-from orderbell.store.db import reading
+from orderbell.store.db import reading, rolled_back_to_retry
 from orderbell.store.shops import hour_range
 from orderbell.templates.sandbox import Renderer, TemplateSource
 
@@ -56,6 +56,9 @@ RENEWAL_SECONDS = 300.0  #: how often a worker grants due package allowances
 #: how often a worker matches receipts that raced their send, and looks again at messages
 #: held for credit (`release_held`)
 SWEEP_SECONDS = 30.0
+#: Tries of a batch's finishing transaction when PostgreSQL rolls it back to let another go
+#: on (`rolled_back_to_retry`)
+FINISH_ATTEMPTS = 5
 CANCELLED = frozenset({"cancelled", "canceled"})
 
 
@@ -205,17 +208,7 @@ class Dispatcher:
                 if moved is not None and outcome.status == MessageStatus.SENT.value:
                     outcome = replace(outcome, recipient=moved)  # where it went
                 outcomes.append(outcome)
-        with self._engine.begin() as conn:
-            finished_at = self._clock.now()
-            billed = (
-                credits.settle(conn, self.worker_id, outcomes, finished_at)
-                if self._billing
-                else None
-            )
-            claims.finish(conn, self.worker_id, finished_at, outcomes, billed)
-            # receipts that arrived before the send response are applied now
-            callbacks.reconcile_sent(conn, outcomes, finished_at)
-            claims.release(conn, self.worker_id, finished_at, released)
+        self._finish(outcomes, released)
         repriced = {shop_of[o.message_id] for o in outcomes if o.reason.startswith(_REPRICED)}
         for shop_id in sorted(repriced):  # reserved again at their new cost, sent next
             try:
@@ -230,6 +223,32 @@ class Dispatcher:
             counts["released"] = len(released)
         log.info("batch_done", worker=self.worker_id, claimed=len(rows), **counts)
         return len(rows)
+
+    def _finish(self, outcomes: list[claims.Outcome], released: list[tuple[int, str]]) -> None:
+        """Record a batch's outcomes, bill them and hand back what was not sent, in one
+        transaction. The providers have the messages already: a transaction PostgreSQL rolled
+        back to break a deadlock or a serialization conflict is run again (up to
+        `FINISH_ATTEMPTS` times) rather than left to the lease's expiry, which would send
+        them a second time."""
+        for attempt in range(1, FINISH_ATTEMPTS + 1):
+            try:
+                with self._engine.begin() as conn:
+                    finished_at = self._clock.now()
+                    billed = (
+                        credits.settle(conn, self.worker_id, outcomes, finished_at)
+                        if self._billing
+                        else None
+                    )
+                    claims.finish(conn, self.worker_id, finished_at, outcomes, billed)
+                    # receipts that arrived before the send response are applied now
+                    callbacks.reconcile_sent(conn, outcomes, finished_at)
+                    claims.release(conn, self.worker_id, finished_at, released)
+                return
+            except Exception as exc:
+                if attempt == FINISH_ATTEMPTS or not rolled_back_to_retry(exc):
+                    raise
+                log.warning("finish_retried", worker=self.worker_id, attempt=attempt,
+                            error=type(getattr(exc, "orig", None) or exc).__name__)  # fmt: skip
 
     async def _dispatch(
         self, outgoing: list[OutgoingMessage], routed_shops: Collection[int]

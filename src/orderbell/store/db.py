@@ -100,6 +100,19 @@ def reading(engine: Engine) -> Connection:
     return engine.connect().execution_options(**{READ_ONLY: True})
 
 
+#: SQLSTATEs of a transaction PostgreSQL rolled back so that another could go on: a
+#: deadlock it broke (40P01) or a serialization conflict (40001). Run again, it can succeed.
+_RETRY_STATES = frozenset(("40P01", "40001"))
+
+
+def rolled_back_to_retry(exc: BaseException) -> bool:
+    """Whether a failed statement's transaction was rolled back only to break a deadlock or
+    a serialization conflict, as the driver's error says: raised by a statement run on its
+    own cursor (`Driver`) or wrapped by SQLAlchemy."""
+    error = getattr(exc, "orig", None) or exc
+    return getattr(error, "sqlstate", None) in _RETRY_STATES
+
+
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
