@@ -937,8 +937,7 @@ class _Billed(NamedTuple):
 
 _BILLED = (
     f"SELECT {', '.join(c.name for c in _BILL_COLUMNS)} "  # noqa: S608 - schema names
-    "FROM messages WHERE id IN ({ids}) AND lease_owner = ? AND billing = 'reserved' "
-    "ORDER BY id"
+    "FROM messages WHERE id IN ({ids}) AND lease_owner = ? ORDER BY id"
 )
 #: On PostgreSQL the billed rows are locked as they are read: `claims.finish` sets their
 #: billing state later in the transaction, only where the lease is still this worker's, and
@@ -1077,24 +1076,27 @@ def settle(
         return {}
     db = Driver(conn)
     sql = _BILLED.format(ids=marks(len(ids))) + ("" if db.sqlite else _LOCK_BILLED)
-    rows = [_Billed(*row) for row in db.rows(sql, (*ids, worker))]
-    if not rows:
+    leased = [_Billed(*row) for row in db.rows(sql, (*ids, worker))]
+    if not leased:
         return {}
-    shops = sorted({row.shop_id for row in rows})
-    # the accounts are locked now, in shop order, before any entry moves an account or a
-    # bucket: an allowance-only batch moves no account, and its low-balance check could
-    # otherwise write one after its buckets, against renewal's order (account, then
-    # buckets) — a deadlock PostgreSQL breaks by aborting one side. A shop switched to
-    # unmetered while these were being sent (or waited for a retry) is not charged for
-    # them: their reservations are released and they are left unbilled.
+    # Every account of the batch's shops is locked now, in shop order, before any entry
+    # moves an account or a bucket and before the rest of the transaction (a receipt that
+    # came first refunds a sent message: its shop's account, `callbacks.reconcile_sent`).
+    # Taken later, out of that order — an allowance-only batch moves no account, but its
+    # low-balance check may write one after its buckets — it deadlocked with renewal or a
+    # planner, which take accounts in shop order and then buckets.
+    shops = sorted({row.shop_id for row in leased})
     modes = _MODES.format(ids=marks(len(shops))) + ("" if db.sqlite else _LOCK_IN_ORDER)
+    # a shop switched to unmetered while these were being sent (or waited for a retry) is
+    # not charged for them: their reservations are released and they are left unbilled
     unmetered = {s for s, mode in db.rows(modes, shops) if mode != PREPAID}
+    rows = [row for row in leased if row.billing == "reserved"]
     free = {row.id for row in rows if row.shop_id in unmetered}
     states = _settle(conn, rows, now, f"worker:{worker}", handed - free, mark=False)
     if free:
         _clear_billing(conn, free)
         states = {m: state for m, state in states.items() if m not in free}
-    for shop_id in shops:
+    for shop_id in sorted({row.shop_id for row in rows}):
         _check_low_balance(conn, shop_id, now)
     return states
 
@@ -1630,6 +1632,9 @@ def add_package(
         raise InvalidInput("a cap carry-over needs carry_cap >= 0", field="carry_cap")
     if carry_over == "expire" and (carry_months is None or carry_months < 1):
         raise InvalidInput("an expiring carry-over needs carry_months >= 1", field="carry_months")
+    # the account first, as a change of plan takes it before the shop's row (`bump_config`):
+    # taken after, by `renew`, the two could deadlock on PostgreSQL
+    account(conn, shop_id, lock=True)
     package_id = new_id(
         conn.execute(
             insert(packages).values(
