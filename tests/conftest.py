@@ -23,9 +23,9 @@ from orderbell.clock import ManualClock
 from orderbell.compose import Services, build
 from orderbell.domain.model import Channel
 from orderbell.settings import Settings
-from orderbell.store.schema import metadata
 from tests import kannel_harness
 from tests.kannel_harness import Kannel
+from tests.support import empty_postgres
 
 PG_ADMIN_URL = os.environ.get(
     "ORDERBELL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -65,11 +65,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url = request.getfixturevalue("pg_url")
     yield url
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        names = ", ".join(t.name for t in metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    empty_postgres(url)
 
 
 @pytest.fixture

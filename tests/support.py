@@ -13,12 +13,12 @@ from typing import Any
 
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, create_engine, func, select, text
 
 from orderbell.billing import credits
 from orderbell.channels.base import OutgoingMessage, Provider, SendResult
 from orderbell.compose import Services
-from orderbell.store.schema import allowance_buckets, credit_accounts, ledger, shops
+from orderbell.store.schema import allowance_buckets, credit_accounts, ledger, metadata, shops
 
 
 def template(
@@ -191,3 +191,12 @@ def bare_shop(engine: Engine, slug: str, now: datetime, **settings: Any) -> int:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
         )  # fmt: skip
+
+
+def empty_postgres(url: str) -> None:
+    """Empty every table of a PostgreSQL test database, its ids starting again from 1."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()

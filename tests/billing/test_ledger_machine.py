@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import func, select, update
-from tests.support import assert_buckets_add_up, assert_month_spend_adds_up
+from tests.support import assert_buckets_add_up, assert_month_spend_adds_up, empty_postgres
 
 from orderbell.api.schemas import EventIn, RuleIn, ShopIn, ShopPatch, TemplateIn
 from orderbell.billing import credits
@@ -36,7 +37,13 @@ from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
 from orderbell.store import templates as template_store
 from orderbell.store.db import make_engine, migrate
-from orderbell.store.schema import allowance_buckets, attempts, credit_accounts, ledger, messages
+from orderbell.store.schema import (
+    allowance_buckets,
+    attempts,
+    credit_accounts,
+    ledger,
+    messages,
+)
 
 
 class ScriptedProvider:
@@ -75,8 +82,17 @@ def migrated_database() -> Path:
     return _TEMPLATE["path"]
 
 
+#: The PostgreSQL database the machine's PostgreSQL run uses (set by its fixture).
+_PG: dict[str, str] = {}
+
+
 class LedgerMachine(RuleBasedStateMachine):
     """Random lives of messages against one shop's credits."""
+
+    def database(self) -> str:
+        """A fresh migrated database for one example: a copy of an empty SQLite one."""
+        shutil.copy(migrated_database(), Path(self.tmp.name) / "ledger.db")
+        return f"sqlite:///{self.tmp.name}/ledger.db"
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,10 +100,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock = ManualClock(datetime(2026, 11, 10, 9, 0, tzinfo=UTC))
         self.provider = ScriptedProvider()
         outbox = Path(self.tmp.name) / "outbox.jsonl"
-        shutil.copy(migrated_database(), Path(self.tmp.name) / "ledger.db")
         self.svc = build(
             Settings(  # type: ignore[call-arg]
-                database_url=f"sqlite:///{self.tmp.name}/ledger.db",
+                database_url=self.database(),
                 outbox_file=outbox,
                 embedded_worker=False,
                 max_attempts=2,
@@ -368,6 +383,35 @@ LedgerMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+class PostgresLedgerMachine(LedgerMachine):
+    """The same machine on PostgreSQL: its row locks, its exact numerics, its time type.
+    Each example starts from the emptied tables of the session's PostgreSQL database."""
+
+    def database(self) -> str:
+        empty_postgres(_PG["url"])
+        return _PG["url"]
+
+
+@pytest.fixture
+def machine_postgres(pg_url: str) -> Iterator[None]:
+    """The session's PostgreSQL database, migrated, for the machine; emptied after."""
+    engine = make_engine(pg_url)
+    migrate(engine)
+    engine.dispose()
+    _PG["url"] = pg_url
+    yield
+    empty_postgres(pg_url)
+
+
+PostgresLedgerMachine.TestCase.settings = settings(
+    LedgerMachine.TestCase.settings,
+    max_examples=15,  # each step is several PostgreSQL transactions: fewer than on SQLite
+)
+TestLedgerMachinePostgres = pytest.mark.postgres(
+    pytest.mark.usefixtures("machine_postgres")(PostgresLedgerMachine.TestCase)
+)
 
 
 def assert_charged_once(machine: LedgerMachine) -> None:
