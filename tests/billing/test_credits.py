@@ -843,10 +843,11 @@ def test_a_lifted_cap_still_keeps_its_month_current_and_no_cap_keeps_none(
 
 
 def test_a_capped_shop_s_events_planned_together_stay_under_the_cap(
-    client: TestClient, services: Services, clock: ManualClock
+    client: TestClient, services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A planner batch queues its reservations and writes them at its end: each decision
-    counts what the batch has reserved before it, so the cap holds within one transaction."""
+    counts what the batch has reserved before it, so the cap holds within one transaction.
+    The month's spending written before the batch is read once for all of them."""
     shop = capped_shop(client, "0.10")
     clock.set(datetime.fromisoformat(AT))
     post(client, shop, order_event("G-0"))  # 0.05 spent before the batch
@@ -854,7 +855,17 @@ def test_a_capped_shop_s_events_planned_together_stay_under_the_cap(
         r = client.post("/v1/events", headers={**shop["auth"], "Prefer": "respond-async"},
                         json=order_event(f"G-{i}"))  # fmt: skip
         assert r.status_code == 202, r.text
+    reads: list[str] = []
+    rows = Driver.rows
+
+    def spy(self: Driver, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        if sql == credits._KEPT_MONTH:
+            reads.append(sql)
+        return rows(self, sql, params)
+
+    monkeypatch.setattr(Driver, "rows", spy)
     assert services.ingestor.plan_waiting(100) == 3
+    assert len(reads) == 1
     listed = messages(client, shop)
     assert [m["status"] for m in listed] == ["scheduled", "scheduled", "held", "held"]
     assert all(m["reason"].startswith("spending_cap") for m in listed[2:])

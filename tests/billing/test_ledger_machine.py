@@ -144,12 +144,25 @@ class LedgerMachine(RuleBasedStateMachine):
     # a product name of `size` "ż": 1, 2, 3 or 7 UCS-2 segments; 1, 1, 2 or 3 transliterated
     @rule(count=st.integers(min_value=1, max_value=4), size=st.sampled_from([0, 60, 150, 400]))
     def schedule(self, count: int, size: int) -> None:
+        """Events planned one by one, each in its own transaction (synchronous requests)."""
         for _ in range(count):
-            self.events += 1
-            self.svc.ingestor.ingest(self.shop_id, EventIn.model_validate(
-                {"type": "order.created", "occurred_at": self.clock.now().isoformat(),
-                 "order": {"code": f"O{self.events}"}, "data": {"product_name": "ż" * size},
-                 "customer": {"id": f"c{self.events}", "phone": "+48600700800"}}))  # fmt: skip
+            self.svc.ingestor.ingest(self.shop_id, self.order(size))
+
+    @rule(count=st.integers(min_value=1, max_value=4), size=st.sampled_from([0, 60, 150, 400]))
+    def schedule_together(self, count: int, size: int) -> None:
+        """Events accepted, then planned by the worker in one transaction: each decision
+        counts what the batch reserved before it (credit, allowance, the month's spending)."""
+        for _ in range(count):
+            self.svc.ingestor.accept(self.shop_id, self.order(size))
+        self.svc.ingestor.plan_waiting(100)
+
+    def order(self, size: int) -> EventIn:
+        """A new order whose SMS names a product of `size` "ż"."""
+        self.events += 1
+        return EventIn.model_validate(
+            {"type": "order.created", "occurred_at": self.clock.now().isoformat(),
+             "order": {"code": f"O{self.events}"}, "data": {"product_name": "ż" * size},
+             "customer": {"id": f"c{self.events}", "phone": "+48600700800"}})  # fmt: skip
 
     @rule(cap=st.sampled_from([None, 1, 2, 3]), transliterate=st.booleans())
     def sms_settings(self, cap: int | None, transliterate: bool) -> None:

@@ -468,6 +468,7 @@ def month_bounds(conn: Connection, shop_id: int, month: date) -> tuple[datetime,
     return _bounds(_shop_tz(conn, shop_id), month)
 
 
+@lru_cache(maxsize=1024)
 def _bounds(tz: str, month: date) -> tuple[datetime, datetime]:
     first = _month_start(month)
     return at_local(first, time(0), tz), at_local(_add_months(first, 1), time(0), tz)
@@ -494,6 +495,12 @@ def _period_start(conn: Connection, shop_id: int, month: date, billing_day: int)
 # ---------------------------------------------------------------------- reservations
 
 
+_KEPT_MONTH = (
+    "SELECT s.timezone, a.shop_id, a.cap_from, a.cap_until, a.cap_spent FROM shops s "
+    "LEFT JOIN credit_accounts a ON a.shop_id = s.id WHERE s.id = ?"
+)
+
+
 def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = False) -> Decimal:
     """Credits reserved or debited this shop-local month, less those released or refunded
     (what a spending cap limits): the sum of the month's `_SPENDING` entries.
@@ -503,20 +510,14 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
     For another month, or none kept, the ledger is summed; `keep` (a writer holding the
     account's lock, so no entry of the month can commit between the sum and the update)
     then keeps this month from now on."""
-    kept = conn.execute(  # the shop's timezone and the month its account keeps, one read
-        select(
-            shops.c.timezone,
-            credit_accounts.c.shop_id,
-            credit_accounts.c.cap_from,
-            credit_accounts.c.cap_until,
-            credit_accounts.c.cap_spent,
-        )
-        .select_from(shops.outerjoin(credit_accounts, credit_accounts.c.shop_id == shops.c.id))
-        .where(shops.c.id == shop_id)
-    ).one()
-    start, end = _bounds(kept.timezone, local(now, kept.timezone).date())
-    if (kept.cap_from, kept.cap_until) == (start, end):
-        return money(kept.cap_spent or 0)
+    # the shop's timezone and the month its account keeps, one read (raw SQL: it is made
+    # for every capped event planned on its own, where building it cost ~0.2 ms)
+    [(timezone, has_account, cap_from, cap_until, cap_spent)] = Driver(conn).rows(
+        _KEPT_MONTH, (shop_id,)
+    )
+    start, end = _bounds(timezone, local(now, timezone).date())
+    if (time_out(cap_from), time_out(cap_until)) == (start, end):
+        return money(cap_spent or 0)
     total = -money(
         conn.execute(
             select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
@@ -527,7 +528,7 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
             )
         ).scalar_one()
     )
-    if keep and kept.shop_id is not None:  # (an account to keep it in)
+    if keep and has_account is not None:  # (an account to keep it in)
         conn.execute(
             update(credit_accounts)
             .where(credit_accounts.c.shop_id == shop_id)
@@ -596,7 +597,12 @@ def decide(
         if bucket_id is not None:
             return Funding("allowance", bucket_id, None)
     if acct.monthly_cap is not None:
-        spent = month_spend(conn, acct.shop_id, now, keep=keep) + queued
+        written = (
+            month_spend(conn, acct.shop_id, now, keep=keep)
+            if cache is None
+            else cache.month_spend(conn, acct.shop_id, now, keep=keep)
+        )
+        spent = written + queued
         if spent + quote.cost > acct.monthly_cap:
             return Funding(
                 None,
@@ -683,6 +689,10 @@ class Reservations:
         #: in the order they are used in: read once (under the account's lock, which every
         #: writer that takes units holds), then moved in memory as units are reserved
         self._buckets: dict[tuple[int, str], list[list[Any]]] = {}
+        #: (shop, instant, keep) → the month's spending written before this transaction's
+        #: queued entries (`month_spend`): read once, under the account's lock, until they
+        #: are written
+        self._written: dict[tuple[int, datetime, bool], Decimal] = {}
 
     def lock(self, conn: Connection, shop_ids: Iterable[int]) -> None:
         """On PostgreSQL, read and lock the accounts of these shops now, in shop order —
@@ -766,6 +776,16 @@ class Reservations:
             self._buckets = held
             raise
 
+    def month_spend(self, conn: Connection, shop_id: int, now: datetime, *, keep: bool) -> Decimal:
+        """`month_spend` for the transaction's decisions: read for the first, then the same
+        until `write` (the spending queued meanwhile is `queued_spending`). Under the
+        account's lock nothing else writes the shop's spending in between."""
+        key = (shop_id, now, keep)
+        written = self._written.get(key)
+        if written is None:
+            written = self._written[key] = month_spend(conn, shop_id, now, keep=keep)
+        return written
+
     def queued_spending(self, shop_id: int) -> Decimal:
         """What this shop's queued entries spend (as a spending cap counts it): not written
         yet, so not in the month its account keeps either."""
@@ -778,6 +798,7 @@ class Reservations:
         notice (naming the lowest), as they did within one event before."""
         shops = sorted(self.entries.accounts)
         self.entries.write(conn, now)
+        self._written = {}  # what was queued is written spending now
         for shop_id in shops:
             cached = self._accounts.get(shop_id)
             if cached and cached[0].low_balance_thresholds:
