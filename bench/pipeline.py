@@ -13,6 +13,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from orderbell.compose import Services
 from orderbell.domain.model import Channel
 from orderbell.engine.demo import ensure_demo_shop
 from orderbell.store.db import WAL_AUTOCHECKPOINT_PAGES
-from orderbell.store.schema import messages
+from orderbell.store.schema import credit_accounts, messages
 
 BATCH = 100
 #: Requests at once on the concurrent path of the pricing figure (as the ingest figures').
@@ -36,19 +37,34 @@ IN_FLIGHT = 32
 CLAIM_AT = NOW + timedelta(seconds=1)
 
 
-def demo_shop(svc: Services, *, packages: bool = False) -> int:
-    """The demo shop (SMS + e-mail rules on order.created) with credit for everything, and
-    with `packages` a monthly package of each channel whose allowance pays for every message
-    instead (the shops of seeds/002)."""
+#: How the priced shop of the pricing figures pays (each an info figure but "credit").
+TERMS = {
+    "credit": "prepaid credit",
+    "packages": "a monthly package of each channel whose allowance pays for every message "
+    "(the shops of seeds/002)",
+    "capped": "prepaid credit under a monthly spending cap it never reaches (every message "
+    "is checked against the month's spending)",
+}
+
+
+def demo_shop(svc: Services, *, terms: str = "credit") -> int:
+    """The demo shop (SMS + e-mail rules on order.created) with credit for everything,
+    paying on `terms` (TERMS)."""
     with svc.engine.begin() as conn:
         shop = ensure_demo_shop(conn, NOW)
         credits.topup(conn, shop.shop_id, "1000000", reference="bench", actor="bench", now=NOW)
-        for channel in (Channel.SMS, Channel.EMAIL) if packages else ():
+        for channel in (Channel.SMS, Channel.EMAIL) if terms == "packages" else ():
             credits.add_package(
                 conn, shop.shop_id, name=f"1,000,000 {channel.value}", channel=channel,
                 allowance=1_000_000, carry_over="none", carry_cap=None, carry_months=None,
                 price=None, now=NOW,
             )  # fmt: skip
+        if terms == "capped":
+            conn.execute(
+                credit_accounts.update()
+                .where(credit_accounts.c.shop_id == shop.shop_id)
+                .values(monthly_cap=Decimal("1000000"))
+            )
     return shop.shop_id
 
 
@@ -199,21 +215,21 @@ def _lines(path: Path) -> int:
         return sum(1 for _ in fh)
 
 
-def _alternating(count: int, path: str, packages: bool = False) -> dict[bool, float]:
+def _alternating(count: int, path: str, terms: str = "credit") -> dict[bool, float]:
     """One run of the pricing figure: two pipelines side by side, pricing off and on, that
     take turns — a chunk of 100 events planned, then a batch of 100 messages sent, each
     pipeline in turn, the first turn alternating. This machine's speed drifts by a fifth
     within seconds; whole runs one after the other gave ratios from 0.80× to 0.96× for the
     same code, turns of a tenth of a second keep the drift the same for both. Returns
-    messages/s of each (time spent planning and sending, every message sent). `packages`:
-    the priced shop's messages are paid from package allowances, not credit."""
+    messages/s of each (time spent planning and sending, every message sent). `terms`: how
+    the priced shop pays (TERMS)."""
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
         pipelines = {
             False: services(Path(off_dir), billing=False),
             True: services(Path(on_dir), billing=True),
         }
         shops = {
-            billing: demo_shop(svc, packages=packages and billing)
+            billing: demo_shop(svc, terms=terms if billing else "credit")
             for billing, svc in pipelines.items()
         }
         for billing, svc in pipelines.items():  # warm-up, untimed: the first event of each
@@ -282,19 +298,19 @@ def _alternating(count: int, path: str, packages: bool = False) -> dict[bool, fl
         return {billing: sent[billing] / spent[billing] for billing in pipelines}
 
 
-def _quiet_alternating(count: int, path: str, packages: bool) -> dict[bool, float]:
+def _quiet_alternating(count: int, path: str, terms: str) -> dict[bool, float]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    return _alternating(count, path, packages)
+    return _alternating(count, path, terms)
 
 
-def _in_a_fresh_process(count: int, path: str, packages: bool = False) -> dict[bool, float]:
+def _in_a_fresh_process(count: int, path: str, terms: str = "credit") -> dict[bool, float]:
     """`_alternating` in a new interpreter, as pyperf runs each measurement: in one that has
     run the figure before, pricing on measured about 5 % lower (ten runs against eight, in
     new processes), an effect of the process's age (its heap, not leaked objects: their
     count stays flat), which would otherwise depend on which figures ran first."""
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(_quiet_alternating, count, path, packages).result()
+        return pool.submit(_quiet_alternating, count, path, terms).result()
 
 
 #: How events reach the pricing figures' pipeline.
@@ -310,17 +326,17 @@ PATHS = {
 
 
 def pricing_figure(
-    count: int = 2_000, runs: int = 3, path: str = "request", *, packages: bool = False
+    count: int = 2_000, runs: int = 3, path: str = "request", *, terms: str = "credit"
 ) -> Figure:
     """Plan `count` events (2 messages each) and send their messages, pricing on against
     pricing off, in alternating turns (`_alternating`); `path` says how events are planned
-    (PATHS); `packages`: paid from package allowances instead of credit."""
-    measured = [_in_a_fresh_process(count, path, packages) for _ in range(runs)]
+    (PATHS), `terms` how the priced shop pays (TERMS)."""
+    measured = [_in_a_fresh_process(count, path, terms) for _ in range(runs)]
     on_runs = [m[True] for m in measured]
     off_runs = [m[False] for m in measured]
     on, off = median(on_runs), median(off_runs)
-    extra = path == "concurrent" or packages  # the targets are the credit paths'
-    paid = ", from packages" if packages else ""
+    extra = path == "concurrent" or terms != "credit"  # the targets are the credit paths'
+    paid = {"credit": "", "packages": ", from packages", "capped": ", capped"}[terms]
     return Figure(
         name=f"{'extra: ' if extra else ''}pricing on vs off, plan+send, {path} path{paid} "
         f"({count:,} ev)",
@@ -332,6 +348,7 @@ def pricing_figure(
         notes={
             "count": count,
             "path": PATHS[path],
+            "terms": TERMS[terms],
             "on_runs": on_runs,
             "off_runs": off_runs,
             "method": "two pipelines taking turns of 100 events / 100 messages",

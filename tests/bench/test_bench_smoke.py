@@ -25,7 +25,8 @@ def test_render_pipeline_and_pricing_benchmarks_measure_something() -> None:
         pricing_figure(count=5, runs=1, path="request"),
         pricing_figure(count=5, runs=1, path="worker"),
         pricing_figure(count=5, runs=1, path="concurrent"),
-        pricing_figure(count=5, runs=1, path="worker", packages=True),
+        pricing_figure(count=5, runs=1, path="worker", terms="packages"),
+        pricing_figure(count=5, runs=1, path="request", terms="capped"),
     ):
         measured(figure)
     assert pipeline.notes["ours_sent"] == pipeline.notes["raw_sent"] == 200
