@@ -1857,6 +1857,25 @@ def test_a_package_price_is_checked_like_every_other_amount(
         assert conn.execute(text("SELECT count(*) FROM packages")).scalar_one() == 0
 
 
+def test_a_package_name_longer_than_its_column_is_refused_naming_it(
+    client: TestClient, services: Services
+) -> None:
+    """The API's names may be 200 characters, a package's column keeps 100: PostgreSQL
+    refused the row (a 500) where the field should be named, with nothing stored."""
+    shop = billed_shop(client, "1")
+    body = {"channel": "sms", "allowance": 10}
+    r = client.post("/v1/credits/packages", headers=shop["auth"],
+                    json={**body, "name": "n" * (credits.MAX_PACKAGE_NAME + 1)})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "name"
+    assert f"at most {credits.MAX_PACKAGE_NAME} characters" in r.json()["error"]["message"]
+    with services.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM packages")).scalar_one() == 0
+    r = client.post("/v1/credits/packages", headers=shop["auth"],
+                    json={**body, "name": "n" * credits.MAX_PACKAGE_NAME})  # fmt: skip
+    assert r.status_code == 201, r.text
+
+
 def test_a_package_price_is_kept_exactly(client: TestClient, services: Services) -> None:
     shop = billed_shop(client, "1")
     r = client.post("/v1/credits/packages", headers=shop["auth"],

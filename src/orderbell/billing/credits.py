@@ -1185,6 +1185,8 @@ _TOPUP_WITH_REFERENCE = (
 #: The ledger's reference and note columns' lengths.
 MAX_REFERENCE: int = ledger.c.reference.type.length  # type: ignore[attr-defined]
 MAX_NOTE: int = ledger.c.note.type.length  # type: ignore[attr-defined]
+#: A package name's column length (the API's `Name` allows more).
+MAX_PACKAGE_NAME: int = packages.c.name.type.length  # type: ignore[attr-defined]
 
 
 def parse_reference(value: str | None, field: str = "reference") -> str | None:
@@ -1647,6 +1649,8 @@ def add_package(
     `actor`: who added the package)."""
     from orderbell.store.db import new_id
 
+    # longer, PostgreSQL refuses the row: a 500 instead of the field's name
+    _check_text(name, MAX_PACKAGE_NAME, "name")
     if carry_over not in CARRY_OVER:
         raise InvalidInput(f"must be one of {', '.join(CARRY_OVER)}", field="carry_over")
     if carry_over == "cap" and (carry_cap is None or carry_cap < 0):
