@@ -1,6 +1,6 @@
-"""Changes to a shop's billing terms as the API and the CLI make them alike: its credit
-settings, its own price lines and its packages. Each runs in the caller's transaction and
-returns what the API answers (the CLI prints the same JSON)."""
+"""Changes to a shop's billing terms as the API, the CLI and the admin make them alike: its
+credit settings, its own price lines and its packages. Each runs in the caller's transaction
+and returns what the API answers (the CLI prints the same JSON)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from orderbell.api.schemas import CreditSettingsIn, PackageIn, PricesIn
 from orderbell.billing import credits, prices
 from orderbell.domain.model import Channel
 from orderbell.store.schema import credit_accounts
+from orderbell.store.schema import packages as package_rows
 from orderbell.store.schema import prices as price_lines
 from orderbell.store.shops import bump_config
 
@@ -103,6 +104,29 @@ def own_prices(conn: Connection, shop: int) -> list[dict[str, Any]]:
     ).all()
     return [
         {"channel": r.channel, "country": r.country, "unit_price": prices.fmt(r.unit_price)}
+        for r in rows
+    ]
+
+
+def package_list(conn: Connection, shop: int) -> list[dict[str, Any]]:
+    """The shop's packages, oldest first: what each grants a month and how unused
+    allowance carries over (the allowance left is in `credits.summary`)."""
+    rows = conn.execute(
+        select(package_rows).where(package_rows.c.shop_id == shop).order_by(package_rows.c.id)
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "channel": r.channel,
+            "allowance": r.allowance,
+            "carry_over": r.carry_over,
+            "carry_cap": r.carry_cap,
+            "carry_months": r.carry_months,
+            "price": None if r.price is None else prices.fmt(r.price),
+            "active": r.active,
+            "created_at": r.created_at.isoformat(),
+        }
         for r in rows
     ]
 

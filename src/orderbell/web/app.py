@@ -20,6 +20,7 @@ from orderbell.compose import Services
 from orderbell.errors import NotFound, OrderbellError
 from orderbell.web.core import HERE, CsrfFailed, LoginRequired, base, is_htmx, render
 from orderbell.web.pages import (
+    credits,
     customers,
     dashboard,
     login,
@@ -132,6 +133,7 @@ def create_admin(services: Services, throttle: LoginThrottle | None = None) -> F
         templates,
         customers,
         messages,
+        credits,
         settings,
         providers,
         users,

@@ -41,7 +41,7 @@ def _local(value: datetime | str | None, tz: str, fmt: str = "%a %Y-%m-%d %H:%M"
     return local(moment, tz).strftime(fmt)
 
 
-def _credits(value: object) -> str:
+def credit_text(value: object) -> str:
     """Credits with two to four decimals: "0.11", "0.0525"."""
     if value is None or value == "":
         return ""
@@ -57,7 +57,7 @@ env = Environment(
     extensions=["jinja2.ext.do"],
 )
 env.filters["local"] = _local
-env.filters["credits"] = _credits
+env.filters["credits"] = credit_text
 env.filters["urlquote"] = lambda v: quote(str(v), safe="")
 
 
