@@ -145,6 +145,22 @@ def client(services: Services) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture
+def platform(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[Services]:
+    """orderbell where the operator manages the shops' billing (`shops_manage_billing`
+    off): a platform hosting shops that buy credits from it."""
+    svc = wire(database_url, clock, outbox, shops_manage_billing=False)
+    yield svc
+    svc.engine.dispose()
+
+
+@pytest.fixture
+def hosted(platform: Services) -> Iterator[TestClient]:
+    """An HTTP client on `platform`'s API and admin."""
+    with TestClient(create_app(platform, embedded_worker=False)) as c:
+        yield c
+
+
 def make_shop(
     client: TestClient, slug: str = "shop", *, topup: str | None = "1000", **fields: Any
 ) -> dict[str, Any]:

@@ -4,7 +4,6 @@ terms; the operator does, with the admin token, at /v1/shops/{id}/credits/..."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,19 +19,6 @@ from orderbell.settings import Settings
 from orderbell.store.schema import ledger
 
 OPERATOR = {"Authorization": "Bearer admin-secret"}
-
-
-@pytest.fixture
-def platform(database_url: str, clock: ManualClock, outbox: Outbox) -> Iterator[Services]:
-    svc = wire(database_url, clock, outbox, shops_manage_billing=False)
-    yield svc
-    svc.engine.dispose()
-
-
-@pytest.fixture
-def hosted(platform: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(platform, embedded_worker=False)) as c:
-        yield c
 
 
 def _shop(client: TestClient, slug: str = "tenant") -> dict[str, Any]:
