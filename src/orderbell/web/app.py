@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from orderbell.compose import Services
-from orderbell.errors import NotFound, OrderbellError
+from orderbell.errors import Forbidden, NotFound, OrderbellError
 from orderbell.web.core import HERE, CsrfFailed, LoginRequired, base, is_htmx, render
 from orderbell.web.pages import (
     credits,
@@ -77,6 +77,10 @@ def _install_errors(admin: FastAPI) -> None:
     @admin.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:
         return _error(request, 404, "Not found", exc.message)
+
+    @admin.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return _error(request, 403, "Not allowed", exc.message)
 
     @admin.exception_handler(OrderbellError)
     async def _orderbell(request: Request, exc: OrderbellError) -> Response:

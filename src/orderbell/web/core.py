@@ -134,6 +134,12 @@ Me = Annotated[accounts.SessionInfo, Depends(current_user)]
 Svc = Annotated[Services, Depends(services)]
 
 
+def actor(me: accounts.SessionInfo) -> str:
+    """Who made a change in the admin, as ledger entries and logs name them (the logs mask
+    the address)."""
+    return f"admin:{me.email}"
+
+
 async def posted_form(request: Request, me: Me) -> Form:
     """The submitted form, after checking the session's CSRF token (field or header)."""
     form = Form.parse(await request.body())

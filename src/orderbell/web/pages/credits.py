@@ -1,28 +1,62 @@
 """Credits: the balance, allowances and packages, the prices that apply, the ledger and a
-month's statement (also as CSV), read with the billing functions the API and the CLI use."""
+month's statement (also as CSV); where shops manage their own billing, top-ups and packages.
+The credit settings a shop may change (its cap, low-balance notices, and where it manages
+billing, whether failures are charged) as `PATCH /v1/credits/settings` allows them.
+
+Every change goes through the billing functions the API and the CLI use; the form's inputs
+are checked first with their `parse_*` validators, so every wrong input is named at once.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
 from orderbell.api.ids import MAX_ROW_ID
+from orderbell.api.schemas import CreditSettingsIn, PackageIn
 from orderbell.billing import credits, manage
+from orderbell.compose import Services
+from orderbell.domain.addresses import parse_email
 from orderbell.domain.calendar import local
-from orderbell.errors import InvalidInput
+from orderbell.errors import Forbidden, InvalidInput, OrderbellError
 from orderbell.store import rules as rule_store
 from orderbell.store import shops as shop_store
-from orderbell.web.core import Me, Svc, render
-from orderbell.web.forms import Errors
+from orderbell.web.core import Me, Posted, Svc, actor, credit_text, redirect, render
+from orderbell.web.forms import FORM_ERROR, Errors
 
+T = TypeVar("T")
+B = TypeVar("B")
+M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/credits")
 PAGE = 50  #: ledger entries per page
+#: The package form's inputs: the API's fields (`PackageIn`), named with this prefix.
+PACKAGE = "package_"
+PACKAGE_FIELDS = ("name", "channel", "allowance", "carry_over", "carry_cap", "carry_months",
+                  "price")  # fmt: skip
+SETTINGS_FIELDS = ("monthly_cap", "low_balance_thresholds", "notify_email",
+                   "charge_failed_after_submission")  # fmt: skip
+#: The failure-charging choice: whether a message the provider took, then failed, is charged.
+CHARGING = {"charge": True, "refund": False}
 _ROW_ID = re.compile(r"[0-9]{1,19}")
+_LIST_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def require_billing(svc: Services, field: str | None = None) -> None:
+    """Forbidden unless shops manage their own billing on this server (as the API's
+    `billing_by_shop`, said for the owner rather than for a program)."""
+    if not svc.settings.shops_manage_billing:
+        raise Forbidden(
+            "credits and billing of this shop are managed by the operator of this orderbell "
+            "server; ask them to change this",
+            field=field,
+        )
 
 
 def _month(text: str, tz: str, now: datetime) -> date:
@@ -53,12 +87,24 @@ def _ledger(
             wanted[exc.field] = None
 
 
+def _settings_state(acct: credits.Account) -> dict[str, str]:
+    return {
+        "monthly_cap": "" if acct.monthly_cap is None else credit_text(acct.monthly_cap),
+        "low_balance_thresholds": ", ".join(credit_text(t) for t in acct.low_balance_thresholds),
+        "notify_email": acct.notify_email or "",
+        "charge_failed_after_submission": (
+            "charge" if acct.charge_failed_after_submission else "refund"
+        ),
+    }
+
+
 def _page(
     request: Request,
     svc: Svc,
     me: Me,
     *,
     query: dict[str, str] | None = None,
+    state: dict[str, str] | None = None,
     errors: Errors | None = None,
     status: int = 200,
 ) -> Response:
@@ -67,6 +113,7 @@ def _page(
     now = svc.clock.now()
     with svc.engine.connect() as conn:
         shop = shop_store.get_row(conn, me.shop_id)
+        acct = credits.account(conn, me.shop_id)
         entries, used = _ledger(conn, me.shop_id, q.get("kind", ""), q.get("before", ""), errors)
         try:
             month = _month(q.get("month", ""), shop.timezone, now)
@@ -89,6 +136,16 @@ def _page(
         me=me,
         tz=shop.timezone,
         errors=errors,
+        manages_billing=svc.settings.shops_manage_billing,
+        state={
+            "amount": "",
+            "reference": "",
+            **{PACKAGE + k: "" for k in PACKAGE_FIELDS},
+            PACKAGE + "channel": "sms",
+            PACKAGE + "carry_over": "unlimited",
+            **_settings_state(acct),
+            **(state or {}),
+        },
         kind_options=[(k, k.replace("_", " ")) for k in credits.KINDS],
         kind=used["kind"] or "",
         entries=entries,
@@ -120,3 +177,168 @@ def statement_csv(svc: Svc, me: Me, month: str = "") -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def _check(errors: Errors, parse: Callable[[], object]) -> None:
+    """Run one of the billing `parse_*` validators; its error is recorded, named."""
+    try:
+        parse()
+    except OrderbellError as exc:
+        errors.add_orderbell(exc)
+
+
+def _validated(model: type[M], doc: dict[str, Any], errors: Errors) -> M | None:
+    """`doc` as the API's input `model`, or None with pydantic's errors recorded."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        errors.add_validation(exc)
+        return None
+
+
+def _write(
+    svc: Services, errors: Errors, body: B | None, change: Callable[[Connection, B], T]
+) -> T | None:
+    """Make a change from the form's validated `body` in one transaction, unless the form
+    has errors; a refusal (recorded, named) rolls back everything the change did."""
+    if errors or body is None:
+        return None
+    try:
+        with svc.engine.begin() as conn:
+            return change(conn, body)
+    except OrderbellError as exc:
+        errors.add_orderbell(exc)
+        return None
+
+
+def _at_inputs(errors: Errors, prefix: str = "") -> Errors:
+    """The errors at the inputs they belong to: a list item's (low_balance_thresholds.2, or
+    [2]) at its list's input, every field with the form's `prefix`."""
+    named = Errors()
+    for field, message in errors.by_field.items():
+        base = re.split(r"[.\[]", field, maxsplit=1)[0]
+        named.add(field if field == FORM_ERROR else prefix + base, message)
+    return named
+
+
+@router.post("/topup")
+def top_up(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
+    """Add prepaid credit (`credits.topup`); a reference already credited adds nothing."""
+    require_billing(svc)
+    state = {"amount": form.get("amount").strip(), "reference": form.get("reference").strip()}
+    errors = Errors()
+    if not state["amount"]:
+        errors.add("amount", "enter the credits to add, e.g. 25.00")
+    else:
+        _check(errors, lambda: credits.parse_amount(state["amount"]))
+    _check(errors, lambda: credits.parse_reference(state["reference"]))
+    result = _write(
+        svc,
+        errors,
+        state,
+        lambda conn, topup: credits.topup(
+            conn,
+            me.shop_id,
+            topup["amount"],
+            reference=topup["reference"] or None,
+            actor=actor(me),
+            now=svc.clock.now(),
+        ),
+    )
+    if result is None:
+        return _page(request, svc, me, state=state, errors=errors, status=422)
+    if result["duplicate"]:
+        flash = f"Reference {state['reference']} was already credited: nothing was added."
+    else:
+        released = result["released"]
+        flash = f"Added {credit_text(result['amount'])} credits." + (
+            f" {released} held message{'s' if released != 1 else ''} go out now."
+            if released
+            else ""
+        )
+    return redirect(request, "/credits/", flash)
+
+
+@router.post("/packages")
+def add_package(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
+    """Add a monthly package (`manage.add_package`); this period's allowance comes at once."""
+    require_billing(svc)
+    state = {PACKAGE + k: form.get(PACKAGE + k).strip() for k in PACKAGE_FIELDS}
+    doc = {k: state[PACKAGE + k] for k in PACKAGE_FIELDS if state[PACKAGE + k]}
+    errors = Errors()
+    if "price" in doc:
+        _check(errors, lambda: credits.parse_package_price(doc["price"]))
+    added = _write(
+        svc,
+        errors,
+        _validated(PackageIn, doc, errors),
+        lambda conn, package: manage.add_package(
+            conn, me.shop_id, package, svc.clock.now(), actor=actor(me)
+        ),
+    )
+    if added is None:
+        return _page(request, svc, me, state=state, errors=_at_inputs(errors, PACKAGE), status=422)
+    return redirect(
+        request,
+        "/credits/#packages",
+        f"Package “{doc['name']}” added: {doc['allowance']} {doc['channel']} this period.",
+    )
+
+
+def _settings_doc(state: dict[str, str], acct: credits.Account, errors: Errors) -> dict[str, Any]:
+    """`CreditSettingsIn`'s fields from the form: an empty cap is none, an empty threshold
+    list none either; every input checked by its validator."""
+    doc: dict[str, Any] = {}
+    if state["monthly_cap"]:
+        doc["monthly_cap"] = state["monthly_cap"]
+        _check(errors, lambda: credits.parse_amount(doc["monthly_cap"], field="monthly_cap"))
+    else:
+        doc["clear_monthly_cap"] = True
+    doc["low_balance_thresholds"] = [
+        t for t in _LIST_SEPARATORS.split(state["low_balance_thresholds"]) if t
+    ]
+    for text in doc["low_balance_thresholds"]:
+        try:
+            credits.parse_amount(text, field="low_balance_thresholds")
+        except OrderbellError as exc:
+            message = exc.message if repr(text[:40]) in exc.message else f"{text}: {exc.message}"
+            errors.add("low_balance_thresholds", message)
+    if state["notify_email"]:
+        doc["notify_email"] = state["notify_email"]
+        _check(errors, lambda: parse_email(doc["notify_email"], field="notify_email"))
+    elif acct.notify_email:
+        errors.add(
+            "notify_email",
+            "cannot be emptied: enter the address low-balance notices should go to",
+        )
+    charging = state["charge_failed_after_submission"]
+    if charging in CHARGING:
+        doc["charge_failed_after_submission"] = CHARGING[charging]
+    elif charging:
+        errors.add("charge_failed_after_submission", "choose charge or refund")
+    return doc
+
+
+@router.post("/settings")
+def save_settings(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
+    """Change the credit settings (`manage.change_settings`, as `PATCH /v1/credits/settings`):
+    the cap, thresholds and notice address always; failure charging, a term of billing, only
+    where shops manage their own billing."""
+    state = {k: form.get(k).strip() for k in SETTINGS_FIELDS}
+    if state["charge_failed_after_submission"]:
+        require_billing(svc, field="charge_failed_after_submission")
+    errors = Errors()
+    with svc.engine.connect() as conn:
+        acct = credits.account(conn, me.shop_id)
+    doc = _settings_doc(state, acct, errors)
+    saved = _write(
+        svc,
+        errors,
+        None if errors else _validated(CreditSettingsIn, doc, errors),
+        lambda conn, body: manage.change_settings(
+            conn, me.shop_id, body, svc.clock.now(), billing=svc.settings.billing, actor=actor(me)
+        ),
+    )
+    if saved is None:
+        return _page(request, svc, me, state=state, errors=_at_inputs(errors), status=422)
+    return redirect(request, "/credits/#settings", "Credit settings saved.")

@@ -21,7 +21,7 @@ from orderbell.domain.addresses import check_sender_name, parse_email
 from orderbell.domain.calendar import local, public_holiday
 from orderbell.errors import OrderbellError
 from orderbell.store import shops as shop_store
-from orderbell.web.core import Me, Posted, Svc, redirect, render
+from orderbell.web.core import Me, Posted, Svc, actor, redirect, render
 from orderbell.web.forms import Errors, Form
 
 router = APIRouter(prefix="/settings")
@@ -143,7 +143,7 @@ def save_shop(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
     if not errors:
         try:
             with svc.engine.begin() as conn:
-                svc.patch_shop(conn, me.shop_id, data, actor=f"admin:{me.email}")
+                svc.patch_shop(conn, me.shop_id, data, actor=actor(me))
         except OrderbellError as exc:
             errors.add_orderbell(exc)
     if errors:
