@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent / "orderbell"
 BROWSER_MODULES = {
     "test_admin.py",
     "test_admin_audit.py",
+    "test_admin_credits.py",
     "test_admin_providers.py",
     "test_admin_users.py",
 }

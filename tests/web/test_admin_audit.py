@@ -29,6 +29,7 @@ PAGES: list[tuple[str, str | None]] = [
     ("/customers/{customer}", "Save consent"),
     ("/messages/", "Filter"),
     ("/messages/{message}", None),
+    ("/credits/", "Top up"),
     ("/settings/", "Save shop settings"),
     ("/settings/providers/", "Continue"),
     ("/settings/providers/new?kind=http", "Add account"),
