@@ -184,6 +184,9 @@ def test_the_ledger_is_paged_newest_first_and_filtered_by_kind(
     assert "must be one of topup" in field_error_text(bogus, "kind")
     assert "must be the id of a ledger entry" in bogus.text
     assert len(ledger_rows(bogus)) == 50  # the filters refused are dropped, not the page
+    huge = client.get("/admin/credits/?before=99999999999999999999")  # past a BIGINT
+    assert huge.status_code == 200
+    assert "must be the id of a ledger entry" in field_error_text(huge, "before")
 
 
 def field_error_text(page: httpx.Response, name: str) -> str:
