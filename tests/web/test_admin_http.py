@@ -124,6 +124,9 @@ ERROR_CASES = [
     ("post", "/admin/customers/new", 422, "must not be empty"),
     ("post", "/admin/settings/shop", 422, "must not be empty"),
     ("get", "/admin/messages/?date_from=yesterday", 200, "YYYY-MM-DD"),
+    ("get", "/admin/messages/?before=99999999999999999999", 404, "no such page"),  # > BIGINT
+    ("get", "/admin/messages/?before=0", 404, "no such page"),
+    ("get", "/admin/customers/?after=99999999999999999999", 404, "no such page"),
     ("get", "/admin/customers/?consent=bogus&q=%00", 200, "No customers match"),
 ]
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Select, and_, false, func, or_, select
 
-from orderbell.api.ids import RowId
+from orderbell.api.ids import RowId, RowIdFilter
 from orderbell.api.schemas import CustomerConsentIn, CustomerWrite
 from orderbell.billing import credits
 from orderbell.domain.model import TemplateKind
@@ -79,7 +79,7 @@ def customer_list(
     me: Me,
     q: str = "",
     consent: str = "",
-    after: int | None = None,
+    after: RowIdFilter = None,
 ) -> Response:
     """Search and filter customers; tick them to send a template."""
     q, consent = q[:200], consent[:20]

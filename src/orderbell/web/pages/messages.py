@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Select, func, or_, select
 
-from orderbell.api.ids import RowId
+from orderbell.api.ids import RowId, RowIdFilter
 from orderbell.domain.calendar import at_local
 from orderbell.domain.model import Channel, MessageStatus
 from orderbell.store import messages as message_store
@@ -99,7 +99,7 @@ FILTERS = ("status", "channel", "rule", "customer", "order", "batch", "who", "da
 
 
 @router.get("/")
-def message_log(request: Request, svc: Svc, me: Me, before: int | None = None) -> Response:
+def message_log(request: Request, svc: Svc, me: Me, before: RowIdFilter = None) -> Response:
     """Every message of the shop, filtered by status, channel, rule, customer and date."""
     tz = shop_tz(svc, me.shop_id)
     f = {k: request.query_params.get(k, "").strip()[:100] for k in FILTERS}
