@@ -626,6 +626,9 @@ def credits_settings(
         ),
     ] = None,
     notify_email: Annotated[str | None, typer.Option(help="where low-balance notices go")] = None,
+    clear_notify_email: Annotated[
+        bool, typer.Option("--clear-notify-email", help="notices go to the shop's address")
+    ] = False,
     plan: Annotated[str | None, typer.Option(help="a price plan's name")] = None,
     clear_plan: Annotated[
         bool, typer.Option("--clear-plan", help="back to the default list")
@@ -640,7 +643,8 @@ def credits_settings(
     given = {"mode": mode, "billing_day": billing_day, "monthly_cap": monthly_cap,
              "clear_monthly_cap": clear_monthly_cap, "low_balance_thresholds": thresholds,
              "charge_failed_after_submission": charge_failed_after_submission,
-             "notify_email": notify_email, "plan": plan, "clear_plan": clear_plan}  # fmt: skip
+             "notify_email": notify_email, "clear_notify_email": clear_notify_email, "plan": plan,
+             "clear_plan": clear_plan}  # fmt: skip
     options = (*given, "low_balance_threshold")
     body = _body(CreditSettingsIn, {k: v for k, v in given.items() if v is not None}, options)
     svc = _services()

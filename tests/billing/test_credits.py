@@ -1053,6 +1053,24 @@ def test_low_balance_email_once_per_threshold_crossing(
     assert len(notices) == 2  # re-armed by the top-up, crossed again once
 
 
+def test_low_balance_notices_go_to_the_address_set_until_it_is_cleared(
+    client: TestClient, services: Services, clock: ManualClock, outbox: Any
+) -> None:
+    shop = billed_shop(client, "0.20", email_from="owner@shop.example")
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"low_balance_thresholds": ["0.12"], "notify_email": "Billing@Shop.Example"})  # fmt: skip
+    assert (r.status_code, r.json()["notify_email"]) == (200, "Billing@shop.example"), r.text
+    r = client.patch("/v1/credits/settings", headers=shop["auth"],
+                     json={"clear_notify_email": True, "notify_email": "ignored@shop.example"})  # fmt: skip
+    assert (r.status_code, r.json()["notify_email"]) == (200, None), r.text
+    clock.set(datetime.fromisoformat(AT))
+    for i in range(2):  # 0.20 → 0.15 → 0.10: crosses 0.12
+        post(client, shop, order_event(f"C-{i}"))
+    drain(services)
+    [notice] = [line for line in outbox.lines() if line["channel"] == "email"]
+    assert notice["to"] == "owner@shop.example"  # the shop's own address again
+
+
 def test_reservations_given_back_do_not_re_arm_the_low_balance_notice(
     client: TestClient, services: Services, clock: ManualClock, outbox: Any
 ) -> None:

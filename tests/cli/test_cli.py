@@ -285,12 +285,15 @@ def test_credits_settings_prices_packages_and_ledger_from_the_command_line(
 
     shown = ok("settings", "--shop", "demo", "--monthly-cap", "100", "--low-balance-threshold",
                "5", "--low-balance-threshold", "2", "--refund-failed-after-submission",
-               "--billing-day", "15")  # fmt: skip
+               "--billing-day", "15", "--notify-email", "billing@demo.example")  # fmt: skip
     assert (shown["monthly_cap"], shown["low_balance_thresholds"]) == ("100.0000", ["2", "5"])
     assert (shown["charge_failed_after_submission"], shown["billing_day"]) == (False, 15)
+    assert shown["notify_email"] == "billing@demo.example"
     cleared = ok("settings", "--shop", "demo", "--clear-monthly-cap",
-                 "--clear-low-balance-thresholds")  # fmt: skip
+                 "--clear-low-balance-thresholds", "--clear-notify-email")  # fmt: skip
     assert (cleared["monthly_cap"], cleared["low_balance_thresholds"]) == (None, [])
+    assert cleared["notify_email"] is None
+    refused("--notify-email", "e-mail", "settings", "--shop", "demo", "--notify-email", "nope")
     refused("--monthly-cap", "pattern", "settings", "--shop", "demo", "--monthly-cap", "1e5")
     refused("--billing-day", "28", "settings", "--shop", "demo", "--billing-day", "40")
     refused("--low-balance-threshold", "greater than zero", "settings", "--shop", "demo",

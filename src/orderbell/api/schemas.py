@@ -483,6 +483,8 @@ class CreditSettingsIn(Input):
     low_balance_thresholds: list[DecimalText] | None = Field(default=None, max_length=10)
     charge_failed_after_submission: bool | None = None
     notify_email: Annotated[str, Field(max_length=320)] | None = None
+    #: low-balance notices go to the shop's own address again (`notify_email` is ignored)
+    clear_notify_email: bool = False
     plan: Annotated[str, Field(max_length=100)] | None = None
     clear_plan: bool = False  #: back to the default price list (`plan` is then ignored)
 

@@ -1871,6 +1871,7 @@ def summary(conn: Connection, shop_id: int, now: datetime) -> dict[str, Any]:
         "billing_day": acct.billing_day,
         "charge_failed_after_submission": acct.charge_failed_after_submission,
         "low_balance_thresholds": [str(t) for t in acct.low_balance_thresholds],
+        "notify_email": acct.notify_email,  #: None: the shop's own address
         "allowances": [
             {
                 "bucket_id": b.id,

@@ -57,7 +57,9 @@ def change_settings(
         ]
     if body.charge_failed_after_submission is not None:
         values["charge_failed_after_submission"] = body.charge_failed_after_submission
-    if body.notify_email is not None:
+    if body.clear_notify_email:
+        values["notify_email"] = None
+    elif body.notify_email is not None:
         from orderbell.domain.addresses import parse_email
 
         values["notify_email"] = parse_email(body.notify_email, field="notify_email")

@@ -306,11 +306,8 @@ def _settings_doc(state: dict[str, str], acct: credits.Account, errors: Errors) 
     if state["notify_email"]:
         doc["notify_email"] = state["notify_email"]
         _check(errors, lambda: parse_email(doc["notify_email"], field="notify_email"))
-    elif acct.notify_email:
-        errors.add(
-            "notify_email",
-            "cannot be emptied: enter the address low-balance notices should go to",
-        )
+    elif acct.notify_email:  # emptied: notices go to the shop's own address again
+        doc["clear_notify_email"] = True
     charging = state["charge_failed_after_submission"]
     if charging in CHARGING:
         doc["charge_failed_after_submission"] = CHARGING[charging]
