@@ -127,6 +127,11 @@ ERROR_CASES = [
     ("get", "/admin/messages/?before=99999999999999999999", 404, "no such page"),  # > BIGINT
     ("get", "/admin/messages/?before=0", 404, "no such page"),
     ("get", "/admin/customers/?after=99999999999999999999", 404, "no such page"),
+    # a filter's id: ASCII digits for a number a BIGINT holds, or named
+    ("get", "/admin/messages/?rule=99999999999999999999", 200, "must be an id"),
+    ("get", "/admin/messages/?customer=%C2%B2", 200, "must be an id"),  # "²"
+    ("get", "/admin/messages/?order=%D9%A3", 200, "must be an id"),  # Arabic-Indic 3
+    ("get", "/admin/messages/?batch=0", 200, "must be an id"),
     ("get", "/admin/customers/?consent=bogus&q=%00", 200, "No customers match"),
 ]
 

@@ -121,3 +121,6 @@ def test_the_editor_preview_shows_both_variants_and_the_cap(
     assert r.status_code == 200, r.text
     for text in expected:
         assert text in r.text, (text, r.text)
+    for unknown in ("99999999999999999999", "²"):  # no stored template: previewed as typed
+        r = client.post("/admin/templates/preview", data={**form, "template_id": unknown})
+        assert r.status_code == 200, r.text

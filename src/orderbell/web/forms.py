@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
+from orderbell.api.ids import parse_row_id
 from orderbell.errors import OrderbellError, TemplateError
 
 FORM_ERROR = "_form"  #: errors that belong to no single field
@@ -51,8 +52,8 @@ class Form:
         return self.get(name) not in ("", "0", "false", "off")
 
     def ints(self, name: str) -> list[int]:
-        """The values of a field that are whole numbers (others are ignored)."""
-        return [int(v) for v in self.getlist(name) if v.strip().isdigit()]
+        """The values of a field that are row ids (others are ignored)."""
+        return [i for v in self.getlist(name) if (i := parse_row_id(v)) is not None]
 
 
 def _loc(loc: Iterable[Any]) -> str:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
-from orderbell.api.ids import MAX_ROW_ID
+from orderbell.api.ids import parse_row_id
 from orderbell.api.schemas import CreditSettingsIn, PackageIn
 from orderbell.billing import credits, manage
 from orderbell.compose import Services
@@ -44,7 +44,6 @@ SETTINGS_FIELDS = ("monthly_cap", "low_balance_thresholds", "notify_email",
                    "charge_failed_after_submission")  # fmt: skip
 #: The failure-charging choice: whether a message the provider took, then failed, is charged.
 CHARGING = {"charge": True, "refund": False}
-_ROW_ID = re.compile(r"[0-9]{1,19}")
 _LIST_SEPARATORS = re.compile(r"[\s,;]+")
 
 
@@ -73,8 +72,8 @@ def _ledger(
     """A page of the ledger, and the filters it was read with: a filter `credits.entries`
     refuses (an unknown kind, another shop's entry) is named and dropped."""
     wanted: dict[str, Any] = {"kind": kind or None, "before": None}
-    if before and _ROW_ID.fullmatch(before) and 1 <= int(before) <= MAX_ROW_ID:
-        wanted["before"] = int(before)
+    if before and (entry := parse_row_id(before)) is not None:
+        wanted["before"] = entry
     elif before:
         errors.add("before", "must be the id of a ledger entry, as the “Older” link gives it")
     while True:

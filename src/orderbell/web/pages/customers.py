@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Select, and_, false, func, or_, select
 
-from orderbell.api.ids import RowId, RowIdFilter
+from orderbell.api.ids import RowId, RowIdFilter, parse_row_id
 from orderbell.api.schemas import CustomerConsentIn, CustomerWrite
 from orderbell.billing import credits
 from orderbell.domain.model import TemplateKind
@@ -156,10 +156,10 @@ def _extra(form: Form) -> dict[str, str]:
 
 
 def _template(conn: Any, me: Me, form: Form) -> dict[str, Any]:
-    raw = form.get("template_id")
-    if not raw.isdigit():
+    template_id = parse_row_id(form.get("template_id"))
+    if template_id is None:
         raise InvalidInput("pick a template", field="template_id")
-    return template_store.get(conn, me.shop_id, int(raw))
+    return template_store.get(conn, me.shop_id, template_id)
 
 
 @router.post("/bulk/preview")

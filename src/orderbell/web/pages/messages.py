@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Select, func, or_, select
 
-from orderbell.api.ids import RowId, RowIdFilter
+from orderbell.api.ids import RowId, RowIdFilter, parse_row_id
 from orderbell.domain.calendar import at_local
 from orderbell.domain.model import Channel, MessageStatus
 from orderbell.store import messages as message_store
@@ -35,10 +35,10 @@ def _day(value: str, name: str, errors: Errors) -> date | None:
 def _int(value: str, name: str, errors: Errors) -> int | None:
     if not value:
         return None
-    if not value.isdigit():
-        errors.add(name, "must be a number")
-        return None
-    return int(value)
+    number = parse_row_id(value)
+    if number is None:
+        errors.add(name, "must be an id: a whole number from 1")
+    return number
 
 
 def log_query(shop_id: int, f: dict[str, str], tz: str, errors: Errors) -> Select[Any]:

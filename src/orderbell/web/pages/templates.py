@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from orderbell.api.ids import RowId
+from orderbell.api.ids import RowId, parse_row_id
 from orderbell.api.schemas import TemplateIn
 from orderbell.billing import credits
 from orderbell.billing.prices import quote
@@ -193,11 +193,11 @@ def new_template(request: Request, me: Me, channel: str = "sms", kind: str = "or
 @router.post("/preview")
 def preview(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
     """The live preview while typing: rendered text, segments, cost — or the first error."""
-    template_id = form.get("template_id")
+    template_id = parse_row_id(form.get("template_id"))
     stored = None
     with svc.engine.connect() as conn:
-        if template_id.isdigit():
-            stored = template_store.get(conn, me.shop_id, int(template_id))
+        if template_id is not None:
+            stored = template_store.get(conn, me.shop_id, template_id)
         state = from_form(form, stored)
         shop = shop_store.get(conn, me.shop_id)
         errors = Errors()
