@@ -864,6 +864,13 @@ def test_a_capped_shop_s_events_planned_together_stay_under_the_cap(
         return rows(self, sql, params)
 
     monkeypatch.setattr(Driver, "rows", spy)
+    now = clock.now
+
+    def ticking() -> datetime:  # each event is planned at an instant of its own
+        clock.advance(timedelta(milliseconds=1))
+        return now()
+
+    monkeypatch.setattr(clock, "now", ticking)
     assert services.ingestor.plan_waiting(100) == 3
     assert len(reads) == 1
     listed = messages(client, shop)

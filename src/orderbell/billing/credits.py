@@ -503,7 +503,14 @@ _KEPT_MONTH = (
 
 def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = False) -> Decimal:
     """Credits reserved or debited this shop-local month, less those released or refunded
-    (what a spending cap limits): the sum of the month's `_SPENDING` entries.
+    (what a spending cap limits): the sum of the month's `_SPENDING` entries."""
+    return _month_spend(conn, shop_id, now, keep=keep)[0]
+
+
+def _month_spend(
+    conn: Connection, shop_id: int, now: datetime, *, keep: bool
+) -> tuple[Decimal, datetime, datetime]:
+    """`month_spend`, and the bounds of the month it is for, [start, end).
 
     The account keeps that sum for one month, as the ledger is written (`_MOVE_SPENDING`),
     so a capped shop's decisions cost the same on the month's last day as on its first.
@@ -517,7 +524,7 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
     )
     start, end = _bounds(timezone, local(now, timezone).date())
     if (time_out(cap_from), time_out(cap_until)) == (start, end):
-        return money(cap_spent or 0)
+        return money(cap_spent or 0), start, end
     total = -money(
         conn.execute(
             select(func.coalesce(func.sum(ledger.c.credits, type_=Money), 0)).where(
@@ -534,7 +541,7 @@ def month_spend(conn: Connection, shop_id: int, now: datetime, *, keep: bool = F
             .where(credit_accounts.c.shop_id == shop_id)
             .values(cap_from=start, cap_until=end, cap_spent=total)
         )
-    return total
+    return total, start, end
 
 
 #: A shop's buckets of one channel with anything left, in the order allowances are used in
@@ -689,10 +696,10 @@ class Reservations:
         #: in the order they are used in: read once (under the account's lock, which every
         #: writer that takes units holds), then moved in memory as units are reserved
         self._buckets: dict[tuple[int, str], list[list[Any]]] = {}
-        #: (shop, instant, keep) → the month's spending written before this transaction's
-        #: queued entries (`month_spend`): read once, under the account's lock, until they
-        #: are written
-        self._written: dict[tuple[int, datetime, bool], Decimal] = {}
+        #: (shop, keep) → the spending of a month written before this transaction's queued
+        #: entries (`month_spend`), and that month's bounds: read once, under the account's
+        #: lock, and used while decisions fall in that month, until the entries are written
+        self._written: dict[tuple[int, bool], tuple[Decimal, datetime, datetime]] = {}
 
     def lock(self, conn: Connection, shop_ids: Iterable[int]) -> None:
         """On PostgreSQL, read and lock the accounts of these shops now, in shop order —
@@ -780,11 +787,10 @@ class Reservations:
         """`month_spend` for the transaction's decisions: read for the first, then the same
         until `write` (the spending queued meanwhile is `queued_spending`). Under the
         account's lock nothing else writes the shop's spending in between."""
-        key = (shop_id, now, keep)
-        written = self._written.get(key)
-        if written is None:
-            written = self._written[key] = month_spend(conn, shop_id, now, keep=keep)
-        return written
+        known = self._written.get((shop_id, keep))
+        if known is None or not known[1] <= now < known[2]:  # (each event has its instant)
+            known = self._written[shop_id, keep] = _month_spend(conn, shop_id, now, keep=keep)
+        return known[0]
 
     def queued_spending(self, shop_id: int) -> Decimal:
         """What this shop's queued entries spend (as a spending cap counts it): not written
