@@ -1570,8 +1570,10 @@ def test_a_batch_rolled_back_to_break_a_deadlock_is_finished_again_not_sent_agai
                 )
         finally:
             other.close()
-            event.remove(services.engine, "checkout", patient)
         worker.join(timeout=60)
+    # (only once the worker is done: it checks connections out, running the listeners, until
+    # then — removing one meanwhile mutates what it iterates)
+    event.remove(services.engine, "checkout", patient)
     assert errors == []
     # rolled back at least once, then finished (rarely the retry meets the other side's
     # commit, and is rolled back once more)
