@@ -40,6 +40,9 @@ def records(stream: io.StringIO) -> list[dict[str, Any]]:
         ("invalid destination +905321234567", "5321234567"),
         ("invalid destination +90 532 123 45 67", "532 123 45"),
         ("call 0532 123 45 67", "532 123 45"),
+        ("actor=admin:ann{x}@shop.test", "ann{x}"),
+        ("actor=admin:o'brien!x@shop.test", "brien!x"),
+        ("to a#b$c%d&e*f/g=h?i^j`k|l~m@shop.test", "b$c%d"),
     ],
 )
 def test_mask_text_hides_recipients(raw: str, hidden: str) -> None:
