@@ -45,6 +45,7 @@ SETTINGS_FIELDS = ("monthly_cap", "low_balance_thresholds", "notify_email",
 #: The failure-charging choice: whether a message the provider took, then failed, is charged.
 CHARGING = {"charge": True, "refund": False}
 _LIST_SEPARATORS = re.compile(r"[\s,;]+")
+_WHOLE = re.compile(r"[0-9]{1,9}")
 
 
 def require_billing(svc: Services, field: str | None = None) -> None:
@@ -267,20 +268,24 @@ def add_package(request: Request, svc: Svc, me: Me, form: Posted) -> Response:
     errors = Errors()
     if "price" in doc:
         _check(errors, lambda: credits.parse_package_price(doc["price"]))
+    package = _validated(PackageIn, doc, errors)
+    for key in ("allowance", "carry_cap", "carry_months"):  # what pydantic reads besides
+        if package is not None and key in doc and not _WHOLE.fullmatch(doc[key]):  # 1_000
+            errors.add(key, "must be a whole number written in digits, such as 1000")
     added = _write(
         svc,
         errors,
-        _validated(PackageIn, doc, errors),
-        lambda conn, package: manage.add_package(
-            conn, me.shop_id, package, svc.clock.now(), actor=actor(me)
+        package,
+        lambda conn, body: manage.add_package(
+            conn, me.shop_id, body, svc.clock.now(), actor=actor(me)
         ),
     )
-    if added is None:
+    if added is None or package is None:
         return _page(request, svc, me, state=state, errors=_at_inputs(errors, PACKAGE), status=422)
     return redirect(
         request,
         "/credits/#packages",
-        f"Package “{doc['name']}” added: {doc['allowance']} {doc['channel']} this period.",
+        f"Package “{package.name}” added: {package.allowance} {package.channel} this period.",
     )
 
 
