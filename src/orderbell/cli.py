@@ -575,6 +575,18 @@ def credits_price(
     _change_credits(shop, change, ("channel", "country", "unit_price"))
 
 
+@credits_app.command("packages")
+def credits_packages(shop: Annotated[str, typer.Option(help="shop slug")]) -> None:
+    """The shop's packages (allowance a month, carry-over, price), as JSON; what is left of
+    them this period: `credits show`."""
+    from orderbell.billing import manage
+
+    svc = _services()
+    shop_id = _shop_id(svc, shop)
+    with svc.engine.connect() as conn:
+        print(json.dumps({"items": manage.package_list(conn, shop_id)}, indent=2))
+
+
 @credits_app.command("package")
 def credits_package(
     shop: Annotated[str, typer.Option(help="shop slug")],

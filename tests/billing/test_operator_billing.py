@@ -204,6 +204,15 @@ def test_the_operator_sets_a_shops_terms_and_its_package_grants_name_the_operato
     granted = hosted.get("/v1/credits/ledger", headers=shop["auth"],
                          params={"kind": "allowance"}).json()["items"]  # fmt: skip
     assert [(e["units"], e["actor"]) for e in granted] == [(1000, "operator")]
+    # the shop and the operator list the package; another shop sees none of it
+    for path, headers in (("/v1/credits/packages", shop["auth"]),
+                          (f"{base}/packages", OPERATOR)):  # fmt: skip
+        r = hosted.get(path, headers=headers)
+        assert r.status_code == 200, r.text
+        assert [(p["name"], p["allowance"], p["carry_over"], p["price"])
+                for p in r.json()["items"]] == [("1000 SMS", 1000, "unlimited", None)]  # fmt: skip
+    other = _shop(hosted, "other")
+    assert hosted.get("/v1/credits/packages", headers=other["auth"]).json() == {"items": []}
     assert_ledger_adds_up(platform)
 
 

@@ -323,6 +323,10 @@ def test_credits_settings_prices_packages_and_ledger_from_the_command_line(
                "--allowance", "1000", "--carry-over", "cap", "--carry-cap", "500",
                "--price", "31")  # fmt: skip
     assert [a["remaining"] for a in added["allowances"]] == [1000]
+    listed = ok("packages", "--shop", "demo")["items"]
+    assert [(p["name"], p["carry_over"], p["carry_cap"], p["price"]) for p in listed] == [
+        ("1000 SMS", "cap", 500, "31.0000")
+    ]
     refused("--carry-cap", "carry_cap", "package", "--shop", "demo", "--name", "x",
             "--channel", "sms", "--allowance", "5", "--carry-over", "cap")  # fmt: skip
     refused("--allowance", "greater than or equal to 1", "package", "--shop", "demo",

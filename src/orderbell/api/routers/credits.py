@@ -222,6 +222,19 @@ def _patch_settings(svc: Services, shop: int, body: CreditSettingsIn, actor: str
         )
 
 
+@router.get("/packages")
+def get_packages(conn: Read, shop: ShopId) -> Any:
+    """The shop's packages, oldest first: each one's monthly allowance, carry-over and price
+    (what is left of them this period is in `GET /v1/credits`)."""
+    return {"items": manage.package_list(conn, shop)}
+
+
+@operator.get("/packages")
+def operator_get_packages(conn: Read, shop: OperatorShop) -> Any:
+    """`GET /v1/credits/packages` for the shop in the path, by the operator."""
+    return {"items": manage.package_list(conn, shop)}
+
+
 @router.post("/packages", status_code=201)
 def add_package(svc: ServicesDep, shop: ManagedShop, body: PackageIn) -> Any:
     """Add a monthly package; this period's allowance is granted at once."""
