@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from tests.support import assert_buckets_add_up, assert_month_spend_adds_up, empty_postgres
 
 from orderbell.api.schemas import EventIn, RuleIn, ShopIn, ShopPatch, TemplateIn
@@ -44,6 +44,16 @@ from orderbell.store.schema import (
     ledger,
     messages,
 )
+
+
+def entries_per_message(conn: Connection, kind: str) -> dict[int, int]:
+    """How many ledger entries of `kind` each message has (those with any)."""
+    rows = conn.execute(
+        select(ledger.c.message_id, func.count())
+        .where(ledger.c.kind == kind)
+        .group_by(ledger.c.message_id)
+    )
+    return {int(m): int(n) for m, n in rows.all()}
 
 
 class ScriptedProvider:
@@ -304,23 +314,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert credits.money(acct.reserved) >= 0
             assert_buckets_add_up(conn)
             assert_month_spend_adds_up(conn)
-            debits = dict(
-                conn.execute(
-                    select(ledger.c.message_id, func.count())
-                    .where(ledger.c.kind == "debit")
-                    .group_by(ledger.c.message_id)
-                ).all()
-            )
+            debits = entries_per_message(conn, "debit")
             handed = set(self.provider.handed)
             assert set(debits) == self.charged, (debits, self.charged)
             assert all(n == 1 for n in debits.values())
-            refunds = dict(
-                conn.execute(
-                    select(ledger.c.message_id, func.count())
-                    .where(ledger.c.kind == "refund")
-                    .group_by(ledger.c.message_id)
-                ).all()
-            )
+            refunds = entries_per_message(conn, "refund")
             assert set(refunds) == self.refunded <= self.charged, (refunds, self.refunded)
             assert all(n == 1 for n in refunds.values())
             # a message sent while prepaid is debited; one sent while unmetered is not; a
