@@ -2290,6 +2290,31 @@ def test_a_note_is_trimmed_before_its_length_is_counted_and_a_nul_reference_is_a
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/credits/topups", {"amount": "1", "reference": "pay_\u202e1-yap"}, "reference"),
+        ("/v1/credits/adjustments", {"amount": "1", "note": "refund \u2066late\u2069"}, "note"),
+        ("/v1/credits/packages", {"name": "SMS \u202a1000", "channel": "sms", "allowance": 5},
+         "name"),
+    ],
+)  # fmt: skip
+def test_texts_the_ledger_shows_refuse_bidirectional_controls(
+    client: TestClient, services: Services, path: str, body: dict[str, Any], field: str
+) -> None:
+    """A right-to-left override in a payment reference, a note or a package name would
+    make the admin's ledger read otherwise than what is stored: refused, naming the field,
+    nothing written."""
+    shop = billed_shop(client, "1")
+    before = client.get("/v1/credits/ledger", headers=shop["auth"]).json()["items"]
+    r = client.post(path, headers=shop["auth"], json=body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == field and "bidirectional control" in error["message"], error
+    assert client.get("/v1/credits/ledger", headers=shop["auth"]).json()["items"] == before
+    assert client.get("/v1/credits/packages", headers=shop["auth"]).json()["items"] == []
+
+
+@pytest.mark.parametrize(
     ("value", "parsed"),
     [("-2.5", Decimal("-2.5")), (Decimal("-2.5"), Decimal("-2.5")), (-3, Decimal(-3)),
      (" 0.0001 ", Decimal("0.0001"))],

@@ -193,6 +193,8 @@ SETTINGS_ERRORS = [
                  "'x' is not a number", id="threshold-text"),
     pytest.param({"low_balance_thresholds": "5, 0"}, "low_balance_thresholds",
                  "0: must be greater than zero", id="threshold-zero"),
+    pytest.param({"low_balance_thresholds": "9" * 3000}, "low_balance_thresholds",
+                 f"{'9' * 40}…: must be at most", id="threshold-huge-shown-cut"),
     pytest.param({"low_balance_thresholds": ", ".join(str(n) for n in range(1, 12))},
                  "low_balance_thresholds", "at most 10 items", id="eleven-thresholds"),
     pytest.param({"notify_email": "not-an-address"}, "notify_email",

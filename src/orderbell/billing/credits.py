@@ -1204,11 +1204,22 @@ def parse_reference(value: str | None, field: str = "reference") -> str | None:
     return cleaned
 
 
+#: Characters that reorder how the text around them is shown (embeddings, overrides,
+#: isolates): in a reference or a note they would make the ledger read otherwise than it is.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def _check_text(value: str, longest: int, field: str) -> None:
-    """A text the ledger can store: at most `longest` characters, storable (`text_problem`)."""
+    """A text the ledger can store and show as written: at most `longest` characters,
+    storable (`text_problem`), without bidirectional controls."""
     problem = text_problem(value)
     if problem is None and len(value) > longest:
         problem = f"must be at most {longest} characters"
+    if problem is None and (found := _BIDI_CONTROLS.search(value)) is not None:
+        problem = (
+            f"must not contain bidirectional control characters (U+{ord(found.group()):04X}): "
+            "they change how the text around them reads"
+        )
     if problem is not None:
         raise InvalidInput(problem, field=field)
 

@@ -305,7 +305,8 @@ def _settings_doc(state: dict[str, str], acct: credits.Account, errors: Errors) 
         try:
             credits.parse_amount(text, field="low_balance_thresholds")
         except OrderbellError as exc:
-            message = exc.message if repr(text[:40]) in exc.message else f"{text}: {exc.message}"
+            shown = text if len(text) <= 40 else f"{text[:40]}…"
+            message = exc.message if repr(text[:40]) in exc.message else f"{shown}: {exc.message}"
             errors.add("low_balance_thresholds", message)
     if state["notify_email"]:
         doc["notify_email"] = state["notify_email"]
