@@ -87,13 +87,16 @@ def _ledger(
             wanted[exc.field] = None
 
 
-def _settings_state(acct: credits.Account) -> dict[str, str]:
+def _settings_state(summary: dict[str, Any]) -> dict[str, str]:
+    """The settings form's inputs as the account has them (`credits.summary`)."""
     return {
-        "monthly_cap": "" if acct.monthly_cap is None else credit_text(acct.monthly_cap),
-        "low_balance_thresholds": ", ".join(credit_text(t) for t in acct.low_balance_thresholds),
-        "notify_email": acct.notify_email or "",
+        "monthly_cap": credit_text(summary["monthly_cap"]),
+        "low_balance_thresholds": ", ".join(
+            credit_text(t) for t in summary["low_balance_thresholds"]
+        ),
+        "notify_email": summary["notify_email"] or "",
         "charge_failed_after_submission": (
-            "charge" if acct.charge_failed_after_submission else "refund"
+            "charge" if summary["charge_failed_after_submission"] else "refund"
         ),
     }
 
@@ -113,7 +116,6 @@ def _page(
     now = svc.clock.now()
     with svc.engine.connect() as conn:
         shop = shop_store.get_row(conn, me.shop_id)
-        acct = credits.account(conn, me.shop_id)
         entries, used = _ledger(conn, me.shop_id, q.get("kind", ""), q.get("before", ""), errors)
         try:
             month = _month(q.get("month", ""), shop.timezone, now)
@@ -143,7 +145,7 @@ def _page(
             **{PACKAGE + k: "" for k in PACKAGE_FIELDS},
             PACKAGE + "channel": "sms",
             PACKAGE + "carry_over": "unlimited",
-            **_settings_state(acct),
+            **_settings_state(view["credit"]),
             **(state or {}),
         },
         kind_options=[(k, k.replace("_", " ")) for k in credits.KINDS],
